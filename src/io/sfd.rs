@@ -1,0 +1,1 @@
+//! SFD98 dust-map loading (owned by the dust helper).

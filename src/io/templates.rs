@@ -1,0 +1,1 @@
+//! Template file reader (owned by the templates helper).

@@ -1,0 +1,1 @@
+//! TODO(kernel brent): not yet implemented.

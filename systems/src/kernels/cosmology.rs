@@ -1,0 +1,1 @@
+//! TODO(kernel cosmology): not yet implemented.

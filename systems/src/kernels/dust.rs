@@ -1,0 +1,1 @@
+//! TODO(kernel dust): not yet implemented.

@@ -1,0 +1,1 @@
+//! TODO(kernel filters): not yet implemented.

@@ -1,0 +1,1 @@
+//! TODO(kernel igm): not yet implemented.

@@ -1,0 +1,39 @@
+//! Numerical kernels: pure functions on slices, no ECS types.
+//!
+//! Every kernel documents which SPEC.md section it implements and is tested
+//! against fixtures produced by the real FastSpecFit 3.6.1 (see `tests/fixtures`).
+
+pub mod brent;
+pub mod cosmology;
+pub mod dust;
+pub mod filters;
+pub mod igm;
+pub mod mwdust;
+pub mod nnls;
+pub mod rebin;
+pub mod resolution;
+pub mod sfd;
+pub mod stats;
+pub mod synthphot;
+pub mod trf;
+pub mod vdisp;
+
+/// Errors a kernel reports for inputs it cannot process.
+///
+/// Kernels never panic on data; they return one of these and the calling system
+/// turns it into a per-target flag and a log line naming the TARGETID.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum KernelError {
+    /// An input slice has the wrong length or inconsistent shapes.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// The input lies outside the domain the kernel is defined on.
+    #[error("out of domain: {0}")]
+    Domain(String),
+    /// An iterative solver did not converge.
+    #[error("no convergence: {0}")]
+    NoConvergence(String),
+    /// Non-finite numbers where finite ones are required.
+    #[error("non-finite input: {0}")]
+    NonFinite(String),
+}

@@ -1,0 +1,1 @@
+//! TODO(kernel mwdust): not yet implemented.

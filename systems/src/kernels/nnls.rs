@@ -1,0 +1,1 @@
+//! TODO(kernel nnls): not yet implemented.

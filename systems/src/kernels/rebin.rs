@@ -1,0 +1,1 @@
+//! TODO(kernel rebin): not yet implemented.

@@ -1,0 +1,1 @@
+//! TODO(kernel resolution): not yet implemented.

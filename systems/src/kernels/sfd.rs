@@ -1,0 +1,1 @@
+//! TODO(kernel sfd): not yet implemented.

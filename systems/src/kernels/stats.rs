@@ -1,0 +1,1 @@
+//! TODO(kernel stats): not yet implemented.

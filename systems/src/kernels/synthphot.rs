@@ -1,0 +1,1 @@
+//! TODO(kernel synthphot): not yet implemented.

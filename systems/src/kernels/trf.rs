@@ -1,0 +1,1 @@
+//! TODO(kernel trf): not yet implemented.

@@ -1,0 +1,1 @@
+//! TODO(kernel vdisp): not yet implemented.

@@ -1,0 +1,1 @@
+//! bevy_ecs systems: one parallel pass over all targets of a file per system.
