@@ -1,4 +1,8 @@
 //! The FastSpecFit engine application: CLI, input/output, run driver.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod io;
+pub mod metadata;
+pub mod profile;
+pub mod run;

@@ -1,1 +1,28 @@
 //! bevy_ecs systems: one parallel pass over all targets of a file per system.
+//!
+//! Each system is thin plumbing from queries to kernels, runs under a `tracing` span of its
+//! name (so `--profile` can attribute time), and flags a target it cannot process instead of
+//! stopping the file. [`add_systems`] registers them in FastSpecFit's order.
+
+use bevy_ecs::prelude::*;
+
+pub mod mw_dust;
+
+/// The ordered phases of a file's schedule.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FitSystems {
+    /// Per-target preparation of inputs (dust, spectra, masks).
+    Prepare,
+    /// Continuum fitting.
+    Continuum,
+    /// Emission-line fitting.
+    Lines,
+    /// Derived quantities and output models.
+    Finalize,
+}
+
+/// Register every system of the fitting schedule, phases chained in order.
+pub fn add_systems(schedule: &mut Schedule) {
+    schedule.configure_sets((FitSystems::Prepare, FitSystems::Continuum, FitSystems::Lines, FitSystems::Finalize).chain());
+    schedule.add_systems(mw_dust::correct_mw_dust.in_set(FitSystems::Prepare));
+}

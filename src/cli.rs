@@ -1,0 +1,147 @@
+//! Command-line interface: FastSpecFit's command names and flags, in one place.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A data-oriented Rust engine for DESI's FastSpecFit.
+#[derive(Parser, Debug)]
+#[command(name = "fastspecfit", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Fit spectra and photometry (FastSpecFit's `fastspec`).
+    Fastspec(FitArgs),
+    /// Fit broadband photometry only (FastSpecFit's `fastphot`).
+    Fastphot(FitArgs),
+}
+
+fn parse_i64_list(s: &str) -> Result<Vec<i64>, String> {
+    s.split(',').map(|x| x.trim().parse::<i64>().map_err(|e| format!("'{x}': {e}"))).collect()
+}
+
+fn parse_f64_list(s: &str) -> Result<Vec<f64>, String> {
+    s.split(',').map(|x| x.trim().parse::<f64>().map_err(|e| format!("'{x}': {e}"))).collect()
+}
+
+/// Flags shared by `fastspec` and `fastphot` (FastSpecFit's names and defaults).
+#[derive(Args, Debug, Clone)]
+pub struct FitArgs {
+    /// Redrock file(s) to fit; the coadd file is found by replacing the prefix.
+    #[arg(required = true)]
+    pub redrockfiles: Vec<PathBuf>,
+    /// Output FITS file (written atomically: `<outfile>.tmp`, then renamed).
+    #[arg(short = 'o', long)]
+    pub outfile: PathBuf,
+    /// Number of threads in total for this process.
+    #[arg(long, default_value_t = 1)]
+    pub mp: usize,
+    /// Fit at most this many targets per file (after selection).
+    #[arg(short = 'n', long)]
+    pub ntargets: Option<usize>,
+    /// Index of the first selected target to fit, per file.
+    #[arg(long, default_value_t = 0)]
+    pub firsttarget: usize,
+    /// Comma-separated TARGETIDs to fit (no quality cuts; output in this order).
+    #[arg(long, value_parser = parse_i64_list)]
+    pub targetids: Option<Vec<i64>>,
+    /// Comma-separated redshifts for `--targetids` (same length).
+    #[arg(long = "input-redshifts", value_parser = parse_f64_list)]
+    pub input_redshifts: Option<Vec<f64>>,
+    /// Minimum redshift (default 1e-3).
+    #[arg(long)]
+    pub zmin: Option<f64>,
+    /// Master random seed for the Monte Carlo.
+    #[arg(long, default_value_t = 1)]
+    pub seed: i64,
+    /// Comma-separated per-target seeds for `--targetids`.
+    #[arg(long = "input-seeds", value_parser = parse_i64_list)]
+    pub input_seeds: Option<Vec<i64>>,
+    /// Number of Monte Carlo realizations.
+    #[arg(long, default_value_t = 50)]
+    pub nmonte: usize,
+    /// Spectroscopic reductions directory (for `{specprod}/tiles-{specprod}.csv`).
+    #[arg(long = "redux_dir", env = "DESI_SPECTRO_REDUX")]
+    pub redux_dir: Option<PathBuf>,
+    /// On-disk production directory name under `--redux_dir`.
+    #[arg(long)]
+    pub specprod: Option<String>,
+    /// Directory with `SFD_dust_4096_{ngp,sgp}.fits` (default `$DUST_DIR/maps`, else the bundled cut-outs).
+    #[arg(long)]
+    pub mapdir: Option<PathBuf>,
+    /// Legacy Surveys root, or `file.fits[EXT]` for an external catalogue (default `$FPHOTO_DIR`).
+    #[arg(long)]
+    pub fphotodir: Option<String>,
+    /// Photometry YAML (default: FastSpecFit's legacysurvey-dr9.yaml, bundled).
+    #[arg(long)]
+    pub fphotofile: Option<PathBuf>,
+    /// Redrock file-name prefix.
+    #[arg(long = "redrockfile-prefix", default_value = "redrock-")]
+    pub redrockfile_prefix: String,
+    /// Coadd file-name prefix.
+    #[arg(long = "specfile-prefix", default_value = "coadd-")]
+    pub specfile_prefix: String,
+    /// QuasarNet afterburner file-name prefix.
+    #[arg(long = "qnfile-prefix", default_value = "qso_qn-")]
+    pub qnfile_prefix: String,
+    /// Template file (default `$FTEMPLATES_DIR/{version}/ftemplates-{imf}-{version}.fits`, else bundled BC03).
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+    /// Template version.
+    #[arg(long, default_value = "2.2.0")]
+    pub templateversion: String,
+    /// Initial mass function of the templates.
+    #[arg(long, default_value = "chabrier")]
+    pub imf: String,
+    /// Emission-line table (default: FastSpecFit's emlines.ecsv, bundled).
+    #[arg(long)]
+    pub emlinesfile: Option<PathBuf>,
+    /// Emission-line constraints (default: FastSpecFit's emline-constraints.yaml, bundled).
+    #[arg(long)]
+    pub constraintsfile: Option<PathBuf>,
+    /// Cosmology: the DESI fiducial table by default, or `flatLCDM`.
+    #[arg(long)]
+    pub cosmology: Option<String>,
+    /// Ωm for `--cosmology flatLCDM`.
+    #[arg(long = "omega-m", default_value_t = 0.3)]
+    pub omega_m: f64,
+    /// Nominal velocity dispersion, km/s.
+    #[arg(long = "vdisp-nominal", default_value_t = 150.0)]
+    pub vdisp_nominal: f64,
+    /// Velocity-dispersion kernel bounds MIN MAX, km/s (equal values fix it).
+    #[arg(long = "vdisp-bounds", num_args = 2, value_names = ["MIN", "MAX"], default_values_t = [50.0, 500.0])]
+    pub vdisp_bounds: Vec<f64>,
+    /// Do not fit broad emission lines.
+    #[arg(long = "no-broadlinefit")]
+    pub no_broadlinefit: bool,
+    /// Do not fit the broadband photometry.
+    #[arg(long = "ignore-photometry")]
+    pub ignore_photometry: bool,
+    /// Do not use QuasarNet redshifts.
+    #[arg(long = "ignore-quasarnet")]
+    pub ignore_quasarnet: bool,
+    /// Drop templates older than the age of the universe at z (+0.5 Gyr).
+    #[arg(long = "constrain-age")]
+    pub constrain_age: bool,
+    /// Skip the smooth continuum correction.
+    #[arg(long = "no-smooth-continuum")]
+    pub no_smooth_continuum: bool,
+    /// Fractional spectral uncertainty floor.
+    #[arg(long = "uncertainty-floor", default_value_t = 0.01)]
+    pub uncertainty_floor: f64,
+    /// Minimum broad Balmer S/N to keep a broad-line model.
+    #[arg(long = "minsnr-balmer-broad", default_value_t = 2.5)]
+    pub minsnr_balmer_broad: f64,
+    /// Debug logging.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Print a per-system time profile at the end.
+    #[arg(long)]
+    pub profile: bool,
+}

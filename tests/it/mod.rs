@@ -1,0 +1,3 @@
+pub mod bad_input;
+pub mod common;
+pub mod metadata;

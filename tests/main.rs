@@ -1,0 +1,3 @@
+//! Integration tests: one binary so the heavy crates link once.
+
+mod it;
