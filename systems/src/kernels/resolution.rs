@@ -1,1 +1,0 @@
-//! TODO(kernel resolution): not yet implemented.
