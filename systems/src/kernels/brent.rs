@@ -1,1 +1,0 @@
-//! TODO(kernel brent): not yet implemented.

@@ -1,1 +1,0 @@
-//! TODO(kernel nnls): not yet implemented.

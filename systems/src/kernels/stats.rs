@@ -1,1 +1,0 @@
-//! TODO(kernel stats): not yet implemented.
