@@ -1,1 +1,0 @@
-//! TODO(kernel trf): not yet implemented.

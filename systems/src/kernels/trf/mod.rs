@@ -1,0 +1,1 @@
+//! TODO(kernel trf): bounded Trust Region Reflective least squares (in progress).
