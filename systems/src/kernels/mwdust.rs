@@ -1,1 +1,0 @@
-//! TODO(kernel mwdust): not yet implemented.

@@ -1,1 +1,0 @@
-//! TODO(kernel sfd): not yet implemented.
