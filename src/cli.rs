@@ -22,14 +22,6 @@ pub enum Command {
     Fastphot(FitArgs),
 }
 
-fn parse_i64_list(s: &str) -> Result<Vec<i64>, String> {
-    s.split(',').map(|x| x.trim().parse::<i64>().map_err(|e| format!("'{x}': {e}"))).collect()
-}
-
-fn parse_f64_list(s: &str) -> Result<Vec<f64>, String> {
-    s.split(',').map(|x| x.trim().parse::<f64>().map_err(|e| format!("'{x}': {e}"))).collect()
-}
-
 /// Flags shared by `fastspec` and `fastphot` (FastSpecFit's names and defaults).
 #[derive(Args, Debug, Clone)]
 pub struct FitArgs {
@@ -49,10 +41,10 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 0)]
     pub firsttarget: usize,
     /// Comma-separated TARGETIDs to fit (no quality cuts; output in this order).
-    #[arg(long, value_parser = parse_i64_list)]
+    #[arg(long, value_delimiter = ',', num_args = 1)]
     pub targetids: Option<Vec<i64>>,
     /// Comma-separated redshifts for `--targetids` (same length).
-    #[arg(long = "input-redshifts", value_parser = parse_f64_list)]
+    #[arg(long = "input-redshifts", value_delimiter = ',', num_args = 1, allow_negative_numbers = true)]
     pub input_redshifts: Option<Vec<f64>>,
     /// Minimum redshift (default 1e-3).
     #[arg(long)]
@@ -61,7 +53,7 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: i64,
     /// Comma-separated per-target seeds for `--targetids`.
-    #[arg(long = "input-seeds", value_parser = parse_i64_list)]
+    #[arg(long = "input-seeds", value_delimiter = ',', num_args = 1)]
     pub input_seeds: Option<Vec<i64>>,
     /// Number of Monte Carlo realizations.
     #[arg(long, default_value_t = 50)]

@@ -11,6 +11,7 @@ use fsf_systems::passes::{self, mw_dust::DustMap};
 use crate::cli::FitArgs;
 use crate::io::desi::{read_targets, SelectOptions};
 use crate::io::fits::{write_fits_atomic, Card, CardValue, OutHdu};
+use crate::io::spectra::read_spectra;
 use crate::io::photometry::{gather_photometry, PhotometryConfig, PhotometrySource};
 use crate::io::IoError;
 use crate::metadata::{build_metadata, FileMeta};
@@ -181,6 +182,8 @@ pub fn run_fit(args: &FitArgs, mode: Mode) -> anyhow::Result<RunSummary> {
         specprod: args.specprod.clone(),
         redrock_prefix: args.redrockfile_prefix.clone(),
         specfile_prefix: args.specfile_prefix.clone(),
+        qnfile_prefix: args.qnfile_prefix.clone(),
+        use_quasarnet: !args.ignore_quasarnet,
         ..SelectOptions::default()
     };
     if opts.zmin <= 0.0 {
@@ -212,6 +215,12 @@ pub fn run_fit(args: &FitArgs, mode: Mode) -> anyhow::Result<RunSummary> {
         summary.files += 1;
 
         let kept: Vec<usize> = (0..targets.len()).filter(|&i| phot.keep[i]).collect();
+        if mode == Mode::Fastspec {
+            let _span = tracing::info_span!("read_spectra").entered();
+            let file_rows: Vec<usize> = kept.iter().map(|&i| targets.rows[i]).collect();
+            let spectra = read_spectra(&targets.coadd_path, &file_rows, targets.nrows_file)?;
+            world.insert_resource(spectra);
+        }
         let mut z = Vec::with_capacity(kept.len());
         for (k, &i) in kept.iter().enumerate() {
             let mut zi = targets.z[i];

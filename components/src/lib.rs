@@ -6,8 +6,10 @@
 #![warn(missing_docs)]
 
 pub mod photometry;
+pub mod spectra;
 pub mod target;
 pub mod templates;
 
 pub use photometry::{MilkyWayDust, ObservedPhotometry, PhotometricSetup};
+pub use spectra::{CameraColumns, SpectraColumns};
 pub use target::{FitStatus, Redshift, SkyPosition, Target};

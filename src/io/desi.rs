@@ -61,6 +61,10 @@ pub struct SelectOptions {
     pub redrock_prefix: String,
     /// `--specfile-prefix`.
     pub specfile_prefix: String,
+    /// `--qnfile-prefix` (QuasarNet afterburner files).
+    pub qnfile_prefix: String,
+    /// Use the QuasarNet/MgII afterburners when present (not `--ignore-quasarnet`).
+    pub use_quasarnet: bool,
 }
 
 impl Default for SelectOptions {
@@ -77,6 +81,8 @@ impl Default for SelectOptions {
             specprod: None,
             redrock_prefix: "redrock-".into(),
             specfile_prefix: "coadd-".into(),
+            qnfile_prefix: "qso_qn-".into(),
+            use_quasarnet: true,
         }
     }
 }
@@ -135,6 +141,8 @@ pub struct FileTargets {
     pub header: CoaddHeader,
     /// Row index of each selected target in the coadd FIBERMAP / Redrock REDSHIFTS.
     pub rows: Vec<usize>,
+    /// Number of rows (spectra) in the file.
+    pub nrows_file: usize,
     /// TARGETID.
     pub targetid: Vec<i64>,
     /// Redshift used for fitting (input redshift if given; ≤ 0 becomes 1e-8 later).
@@ -334,6 +342,11 @@ fn col_or_default<T: fitsio::tables::ReadsCol + Clone>(
     }
 }
 
+fn retain_mask<T>(v: &mut Vec<T>, keep: &[bool]) {
+    let mut k = keep.iter();
+    v.retain(|_| *k.next().unwrap_or(&false));
+}
+
 fn take<T: Clone>(v: &[T], rows: &[usize]) -> Vec<T> {
     rows.iter().map(|&r| v[r].clone()).collect()
 }
@@ -383,6 +396,11 @@ pub fn read_targets(redrock: &Path, opts: &SelectOptions) -> Result<Option<FileT
         return Err(IoError::input(&coadd_path, "HDU FIBERMAP has no column OBJTYPE"));
     };
 
+    let redrock_str = redrock.to_string_lossy();
+    let qn_path = PathBuf::from(redrock_str.replace(&opts.redrock_prefix, &opts.qnfile_prefix));
+    let mgii_path = PathBuf::from(redrock_str.replace(&opts.redrock_prefix, "qso_mgii-"));
+    let use_qn = opts.use_quasarnet && opts.input_redshifts.is_none() && qn_path.is_file() && mgii_path.is_file();
+    let zmin_now = if use_qn { f64::NEG_INFINITY } else { opts.zmin };
     let mut rows: Vec<usize>;
     let mut zsel: Option<Vec<f64>> = None;
     match &opts.targetids {
@@ -397,7 +415,7 @@ pub fn read_targets(redrock: &Path, opts: &SelectOptions) -> Result<Option<FileT
             }
             rows = (0..n)
                 .filter(|&i| {
-                    rr_z[i] > opts.zmin
+                    rr_z[i] > zmin_now
                         && rr_z[i] < opts.zmax
                         && objtype[i] == "TGT"
                         && rr_zwarn[i] <= opts.zwarnmax
@@ -451,7 +469,40 @@ pub fn read_targets(redrock: &Path, opts: &SelectOptions) -> Result<Option<FileT
         return Ok(None);
     }
 
-    let z = zsel.unwrap_or_else(|| take(&rr_z, &rows));
+    let mut z = zsel.unwrap_or_else(|| take(&rr_z, &rows));
+    let mut zwarn = take(&rr_zwarn, &rows);
+    let z_rr = z.clone();
+    let zwarn_rr = zwarn.clone();
+    if use_qn {
+        let tmap: Vec<(String, Vec<i64>)> = {
+            let names: Vec<String> = co.column_names("FIBERMAP")?;
+            let mut v = Vec::new();
+            for c in TARGETING_ALL.iter().filter(|c| names.iter().any(|n| n == *c)) {
+                let col: Vec<i64> = co.col("FIBERMAP", c)?;
+                v.push((c.to_string(), take(&col, &rows)));
+            }
+            v
+        };
+        let spectype_sel = take(&rr_spectype, &rows);
+        super::quasarnet::update_qso_redshifts(
+            &qn_path, &mgii_path, &rows, &take(&rr_tid, &rows), &tmap, &spectype_sel,
+            &specprod_from_header(&mut co), &mut z, &mut zwarn,
+        )?;
+        let keep: Vec<bool> = z.iter().map(|&zi| zi > opts.zmin).collect();
+        if !keep.iter().any(|&k| k) {
+            tracing::info!(file = %redrock.display(), "no targets above zmin after the QuasarNet update; skipping file");
+            return Ok(None);
+        }
+        retain_mask(&mut z, &keep);
+        retain_mask(&mut zwarn, &keep);
+        retain_mask(&mut rows, &keep);
+    }
+    let (z_rr, zwarn_rr) = if use_qn {
+        // Z_RR/ZWARN_RR keep the Redrock values of the surviving rows.
+        (take(&rr_z, &rows), take(&rr_zwarn, &rows))
+    } else {
+        (z_rr, zwarn_rr)
+    };
     let nsel = rows.len();
 
     // TSNR2
@@ -544,10 +595,10 @@ pub fn read_targets(redrock: &Path, opts: &SelectOptions) -> Result<Option<FileT
         coadd_path,
         header,
         targetid: sel_tid,
-        z_rr: z.clone(),
+        z_rr,
         z,
-        zwarn: take(&rr_zwarn, &rows),
-        zwarn_rr: take(&rr_zwarn, &rows),
+        zwarn,
+        zwarn_rr,
         deltachi2: take(&rr_dchi2, &rows),
         spectype: StrColumn { values: take(&rr_spectype, &rows), width: w_spectype },
         subtype: StrColumn { values: take(&rr_subtype, &rows), width: w_subtype },
@@ -565,5 +616,6 @@ pub fn read_targets(redrock: &Path, opts: &SelectOptions) -> Result<Option<FileT
         fiber,
         tileid_list,
         rows,
+        nrows_file: n,
     }))
 }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 pub mod desi;
 pub mod fits;
 pub mod photometry;
+pub mod quasarnet;
 pub mod sfd;
+pub mod spectra;
 pub mod templates;
 
 /// An input/output error that names the file it concerns.

@@ -1,0 +1,73 @@
+//! Coadd spectra reader: B/R/Z WAVELENGTH, FLUX, IVAR, MASK, RESOLUTION into SoA columns.
+
+use std::path::Path;
+
+use fsf_components::{CameraColumns, SpectraColumns};
+
+use super::fits::FitsReader;
+use super::IoError;
+
+/// Read the spectra of the coadd rows `rows` (in that order) for every camera present.
+///
+/// # Errors
+/// Missing or truncated HDUs, or arrays whose shapes disagree with the FIBERMAP.
+pub fn read_spectra(coadd: &Path, rows: &[usize], nrows_file: usize) -> Result<SpectraColumns, IoError> {
+    let mut f = FitsReader::open(coadd)?;
+    let mut cameras = Vec::new();
+    for cam in ["B", "R", "Z"] {
+        if !f.has_hdu(&format!("{cam}_WAVELENGTH")) {
+            continue;
+        }
+        let (wave, _) = f.image_f64(&format!("{cam}_WAVELENGTH"))?;
+        let npix = wave.len();
+        let shape_err = |what: &str, shape: &[usize], want: &[usize]| {
+            IoError::input(coadd, format!("{cam}_{what} has shape {shape:?}, expected {want:?}"))
+        };
+        let (flux_all, s) = f.image_f64(&format!("{cam}_FLUX"))?;
+        if s != [nrows_file, npix] {
+            return Err(shape_err("FLUX", &s, &[nrows_file, npix]));
+        }
+        let (ivar_all, s) = f.image_f64(&format!("{cam}_IVAR"))?;
+        if s != [nrows_file, npix] {
+            return Err(shape_err("IVAR", &s, &[nrows_file, npix]));
+        }
+        let (mask_all, s) = if f.has_hdu(&format!("{cam}_MASK")) {
+            f.image_u32(&format!("{cam}_MASK"))?
+        } else {
+            (vec![0u32; nrows_file * npix], vec![nrows_file, npix])
+        };
+        if s != [nrows_file, npix] {
+            return Err(shape_err("MASK", &s, &[nrows_file, npix]));
+        }
+        let (res_all, s) = f.image_f64(&format!("{cam}_RESOLUTION"))?;
+        if s.len() != 3 || s[0] != nrows_file || s[2] != npix {
+            return Err(shape_err("RESOLUTION", &s, &[nrows_file, 11, npix]));
+        }
+        let ndiag = s[1];
+        let pick = |all: &[f64], width: usize| -> Vec<f64> {
+            let mut out = Vec::with_capacity(rows.len() * width);
+            for &r in rows {
+                out.extend_from_slice(&all[r * width..(r + 1) * width]);
+            }
+            out
+        };
+        let mut mask = Vec::with_capacity(rows.len() * npix);
+        for &r in rows {
+            mask.extend_from_slice(&mask_all[r * npix..(r + 1) * npix]);
+        }
+        cameras.push(CameraColumns {
+            name: cam.to_string(),
+            flux: pick(&flux_all, npix),
+            ivar: pick(&ivar_all, npix),
+            resolution: pick(&res_all, ndiag * npix),
+            mask,
+            ndiag,
+            npix,
+            wave_ang: wave,
+        });
+    }
+    if cameras.is_empty() {
+        return Err(IoError::input(coadd, "no camera found (no B/R/Z_WAVELENGTH HDU)"));
+    }
+    Ok(SpectraColumns { cameras })
+}
