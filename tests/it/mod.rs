@@ -1,3 +1,4 @@
 pub mod bad_input;
 pub mod common;
 pub mod metadata;
+pub mod selection;
