@@ -1,1 +1,0 @@
-//! TODO(kernel filters): not yet implemented.
