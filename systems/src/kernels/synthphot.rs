@@ -1,1 +1,0 @@
-//! TODO(kernel synthphot): not yet implemented.
