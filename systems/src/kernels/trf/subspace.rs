@@ -1,0 +1,227 @@
+//! The 2-D subspace trust-region problem of `tr_solver='lsmr'`: the basis
+//! S = qr(\[g_h, gn_h\]), the reduced model (B_S, g_S) and scipy's
+//! `solve_trust_region_2d` (Cholesky Newton step, else the boundary minimum
+//! from the real roots of a quartic found as companion-matrix eigenvalues,
+//! as `numpy.roots` does).
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::evd::evd_real;
+use faer::{ColMut, MatRef, Par};
+
+use super::super::nnls::householder::{apply_reflector, dot, reflector};
+use super::common::{Jh, QScratch};
+use super::model::Model;
+
+/// Orthonormal basis of span{a, b} (n×k column-major into `s`, k = min(n, 2)),
+/// LAPACK `dgeqrf` + `dorgqr` conventions. Returns k.
+pub(super) fn qr_basis(a: &[f64], b: &[f64], s: &mut [f64]) -> usize {
+    let n = a.len();
+    if n == 1 {
+        s[0] = 1.0;
+        return 1;
+    }
+    let (c0, rest) = s.split_at_mut(n);
+    let c1 = &mut rest[..n];
+    c0.copy_from_slice(a);
+    c1.copy_from_slice(b);
+    // H1 from column 0 (v1 = [1; c0[1..]]), applied to column 1.
+    let mut beta1 = c0[0];
+    let tau1 = reflector(&mut beta1, &mut c0[1..]);
+    {
+        let (h, t) = c1.split_at_mut(1);
+        apply_reflector(&c0[1..], tau1, &mut h[0], t);
+    }
+    // H2 from column 1, rows 1..n (v2 = [0; 1; c1[2..]]).
+    let mut beta2 = c1[1];
+    let tau2 = reflector(&mut beta2, &mut c1[2..]);
+    // Q e1 = H1 H2 e1 with H2 e1 = [0; 1 − τ2; −τ2 v2_tail].
+    c1[0] = 0.0;
+    c1[1] = 1.0 - tau2;
+    for t in c1[2..].iter_mut() {
+        *t *= -tau2;
+    }
+    {
+        let (h, t) = c1.split_at_mut(1);
+        apply_reflector(&c0[1..], tau1, &mut h[0], t);
+    }
+    // Q e0 = H1 e0 = e0 − τ1 v1.
+    c0[0] = 1.0 - tau1;
+    for t in c0[1..].iter_mut() {
+        *t *= -tau1;
+    }
+    2
+}
+
+/// Reduced model B_S = (J_h S)ᵀ(J_h S) + Sᵀ diag(diag_h) S and g_S = Sᵀ g_h.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "scratch slices are passed explicitly"
+)]
+pub(super) fn reduced_model<M: Model>(
+    jh: &Jh<'_, M>,
+    s: &[f64],
+    k: usize,
+    diag_h: Option<&[f64]>,
+    g_h: &[f64],
+    js: &mut [f64],
+    w: &mut QScratch<'_>,
+) -> ([[f64; 2]; 2], [f64; 2]) {
+    let n = g_h.len();
+    let m = js.len() / 2;
+    for c in 0..k {
+        jh.mul(&s[c * n..(c + 1) * n], w.n, w.m1);
+        js[c * m..(c + 1) * m].copy_from_slice(w.m1);
+    }
+    let mut bmat = [[0.0; 2]; 2];
+    let mut gs = [0.0; 2];
+    for a in 0..k {
+        for b in 0..k {
+            let mut v = dot(&js[a * m..(a + 1) * m], &js[b * m..(b + 1) * m]);
+            if let Some(dh) = diag_h {
+                let mut acc = 0.0;
+                for i in 0..n {
+                    acc += (s[a * n + i] * dh[i]) * s[b * n + i];
+                }
+                v += acc;
+            }
+            bmat[a][b] = v;
+        }
+        gs[a] = dot(&s[a * n..(a + 1) * n], g_h);
+    }
+    (bmat, gs)
+}
+
+/// Real roots of the polynomial with coefficients `c` (highest power first),
+/// as `numpy.roots` finds them; returns how many were written into `out`.
+fn real_roots(c: &[f64; 5], mem: &mut MemBuffer, out: &mut [f64; 4]) -> usize {
+    let first = c.iter().position(|&v| v != 0.0);
+    let last = c.iter().rposition(|&v| v != 0.0);
+    let (first, last) = match (first, last) {
+        (Some(f), Some(l)) => (f, l),
+        _ => return 0,
+    };
+    let trailing = c.len() - 1 - last;
+    let p = &c[first..=last];
+    let deg = p.len() - 1;
+    let mut count = 0;
+    if deg >= 1 {
+        let mut comp = [0.0f64; 16];
+        for j in 0..deg {
+            comp[j * deg] = -p[j + 1] / p[0];
+        }
+        for i in 1..deg {
+            comp[i + (i - 1) * deg] = 1.0;
+        }
+        let a = MatRef::from_column_major_slice(&comp[..deg * deg], deg, deg);
+        let mut re = [0.0f64; 4];
+        let mut im = [0.0f64; 4];
+        let ok = evd_real(
+            a,
+            ColMut::from_slice_mut(&mut re[..deg]).as_diagonal_mut(),
+            ColMut::from_slice_mut(&mut im[..deg]).as_diagonal_mut(),
+            None,
+            None,
+            Par::Seq,
+            MemStack::new(mem),
+            Default::default(),
+        );
+        if ok.is_ok() {
+            for i in 0..deg {
+                if im[i] == 0.0 {
+                    out[count] = re[i];
+                    count += 1;
+                }
+            }
+        }
+    }
+    for _ in 0..trailing {
+        if count < 4 {
+            out[count] = 0.0;
+            count += 1;
+        }
+    }
+    count
+}
+
+/// scipy `solve_trust_region_2d`: minimise ½pᵀBp + gᵀp subject to ‖p‖ ≤ Δ.
+pub(super) fn solve_tr_2d(
+    bm: &[[f64; 2]; 2],
+    g: &[f64; 2],
+    delta: f64,
+    mem: &mut MemBuffer,
+) -> [f64; 2] {
+    // Cholesky (upper) and the Newton step.
+    if bm[0][0] > 0.0 {
+        let r00 = bm[0][0].sqrt();
+        let r01 = bm[0][1] / r00;
+        let t = bm[1][1] - r01 * r01;
+        if t > 0.0 {
+            let r11 = t.sqrt();
+            let y0 = g[0] / r00;
+            let y1 = (g[1] - r01 * y0) / r11;
+            let p1 = y1 / r11;
+            let p0 = (y0 - r01 * p1) / r00;
+            let p = [-p0, -p1];
+            if p[0] * p[0] + p[1] * p[1] <= delta * delta {
+                return p;
+            }
+        }
+    }
+    let a = bm[0][0] * delta * delta;
+    let b = bm[0][1] * delta * delta;
+    let c = bm[1][1] * delta * delta;
+    let d = g[0] * delta;
+    let f = g[1] * delta;
+    let coeffs = [
+        -b + d,
+        2.0 * (a - c + f),
+        6.0 * b,
+        2.0 * (-a + c + f),
+        -b - d,
+    ];
+    let mut t = [0.0f64; 4];
+    let nt = real_roots(&coeffs, mem, &mut t);
+    let mut best = [0.0, 0.0];
+    let mut best_val = f64::INFINITY;
+    let mut found = false;
+    for &ti in &t[..nt] {
+        let den = 1.0 + ti * ti;
+        let p = [delta * (2.0 * ti / den), delta * ((1.0 - ti * ti) / den)];
+        let bp = [
+            bm[0][0] * p[0] + bm[0][1] * p[1],
+            bm[1][0] * p[0] + bm[1][1] * p[1],
+        ];
+        let val = 0.5 * (p[0] * bp[0] + p[1] * bp[1]) + (g[0] * p[0] + g[1] * p[1]);
+        if !found || val < best_val {
+            best = p;
+            best_val = val;
+            found = true;
+        }
+    }
+    if !found {
+        // scipy would fail here (argmin of nothing); take the steepest-descent
+        // point on the boundary instead.
+        let gn = (g[0] * g[0] + g[1] * g[1]).sqrt();
+        if gn > 0.0 {
+            best = [-delta * g[0] / gn, -delta * g[1] / gn];
+        }
+    }
+    best
+}
+
+/// The one-parameter case (n = 1), where scipy's 2-D solver cannot run:
+/// exact minimiser of ½Bp² + gp on [−Δ, Δ].
+pub(super) fn solve_tr_1d(b: f64, g: f64, delta: f64) -> f64 {
+    if b > 0.0 {
+        let p = -g / b;
+        if p * p <= delta * delta {
+            return p;
+        }
+    }
+    let val = |p: f64| 0.5 * b * p * p + g * p;
+    if val(-delta) <= val(delta) {
+        -delta
+    } else {
+        delta
+    }
+}
