@@ -20,17 +20,58 @@ pub enum Command {
     Fastspec(FitArgs),
     /// Fit broadband photometry only (FastSpecFit's `fastphot`).
     Fastphot(FitArgs),
+    /// Production driver (FastSpecFit's `mpi-fastspecfit`): one output per input file,
+    /// files balanced across MPI ranks, existing outputs skipped.
+    Production(ProductionArgs),
+}
+
+/// Flags of the production driver (plus every `fastspec` flag).
+#[derive(Args, Debug, Clone)]
+pub struct ProductionArgs {
+    /// Fitting flags; positional Redrock files, if given, replace the production search.
+    #[command(flatten)]
+    pub fit: FitArgs,
+    /// Output root: outputs go to `{outdir}/{specprod}/<same layout as the inputs>`.
+    #[arg(long = "outdir-data", alias = "outdir", env = "FASTSPECFIT_OUTDIR")]
+    pub outdir: PathBuf,
+    /// Coadd type searched in the production: healpix, cumulative, pernight or perexp.
+    #[arg(long = "coadd-type", default_value = "healpix")]
+    pub coadd_type: String,
+    /// Surveys to search (comma list; default all).
+    #[arg(long, value_delimiter = ',')]
+    pub survey: Option<Vec<String>>,
+    /// Programs to search (comma list; default all).
+    #[arg(long, value_delimiter = ',')]
+    pub program: Option<Vec<String>>,
+    /// HEALPix pixels to search (comma list).
+    #[arg(long, value_delimiter = ',')]
+    pub healpix: Option<Vec<String>>,
+    /// Tiles to search (comma list).
+    #[arg(long, value_delimiter = ',')]
+    pub tile: Option<Vec<String>>,
+    /// Nights to search (pernight; comma list).
+    #[arg(long, value_delimiter = ',')]
+    pub night: Option<Vec<String>>,
+    /// Photometry-only fits (fastphot outputs).
+    #[arg(long)]
+    pub fastphot: bool,
+    /// Refit files whose output exists.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Print the files and targets left to do, then exit.
+    #[arg(long)]
+    pub plan: bool,
 }
 
 /// Flags shared by `fastspec` and `fastphot` (FastSpecFit's names and defaults).
 #[derive(Args, Debug, Clone)]
 pub struct FitArgs {
     /// Redrock file(s) to fit; the coadd file is found by replacing the prefix.
-    #[arg(required = true)]
     pub redrockfiles: Vec<PathBuf>,
-    /// Output FITS file (written atomically: `<outfile>.tmp`, then renamed).
+    /// Output FITS file (written atomically: `<outfile>.tmp`, then renamed). Required by
+    /// `fastspec`/`fastphot`; `production` names one output per input instead.
     #[arg(short = 'o', long)]
-    pub outfile: PathBuf,
+    pub outfile: Option<PathBuf>,
     /// Number of threads in total for this process.
     #[arg(long, default_value_t = 1)]
     pub mp: usize,

@@ -2,7 +2,9 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod comm;
 pub mod io;
 pub mod metadata;
+pub mod production;
 pub mod profile;
 pub mod run;

@@ -2,41 +2,84 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use fastspecfit::cli::{Cli, Command};
+use fastspecfit::cli::{Cli, Command, FitArgs};
+use fastspecfit::comm::Comm;
+use fastspecfit::production::run_production;
 use fastspecfit::profile::ProfileLayer;
 use fastspecfit::run::{run_fit, Mode};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let (args, mode) = match &cli.command {
-        Command::Fastspec(a) => (a, Mode::Fastspec),
-        Command::Fastphot(a) => (a, Mode::Fastphot),
-    };
+fn init(args: &FitArgs, rank: usize) -> ProfileLayer {
     let level = if args.verbose { "debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let profile = ProfileLayer::new();
-    let registry = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
+    let registry = tracing_subscriber::registry().with(fmt.with_filter(filter));
     if args.profile {
         registry.with(profile.clone()).init();
     } else {
         registry.init();
     }
+    if rank > 0 {
+        tracing::debug!(rank, "rank started");
+    }
+    // One pool: `--mp N` threads in total for the passes; kernels inside a pass are sequential.
     let threads = args.mp.max(1);
     bevy_tasks::ComputeTaskPool::get_or_init(|| bevy_tasks::TaskPoolBuilder::new().num_threads(threads).build());
+    profile
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
     let t0 = Instant::now();
-    match run_fit(args, mode) {
-        Ok(summary) => {
-            if args.profile {
-                eprint!("{}", profile.render(t0.elapsed(), summary.targets));
+    match &cli.command {
+        Command::Fastspec(a) | Command::Fastphot(a) => {
+            let mode = if matches!(cli.command, Command::Fastspec(_)) { Mode::Fastspec } else { Mode::Fastphot };
+            let profile = init(a, 0);
+            match run_fit(a, mode) {
+                Ok(summary) => {
+                    if a.profile {
+                        eprint!("{}", profile.render(t0.elapsed(), summary.targets));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
             }
-            ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+        Command::Production(p) => {
+            let comm = Comm::init();
+            let profile = init(&p.fit, comm.rank());
+            match run_production(p, &comm) {
+                Ok(r) => {
+                    if comm.rank() == 0 {
+                        if p.plan {
+                            print!("{}", r.plan_text);
+                        } else {
+                            let rate = r.targets as f64 / r.seconds.max(1e-9) / r.cores.max(1) as f64;
+                            eprintln!(
+                                "summary: {} files fitted, {} skipped (output exists), {} failed; {} targets ({} flagged); {:.1} s; {:.3} targets/s/core on {} cores",
+                                r.files_done, r.files_skipped, r.files_failed, r.targets, r.flagged, r.seconds, rate, r.cores
+                            );
+                            if p.fit.profile {
+                                eprint!("{}", profile.render(t0.elapsed(), r.targets as usize));
+                            }
+                        }
+                    }
+                    if r.files_failed > 0 {
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

@@ -5,14 +5,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bevy_ecs::prelude::*;
-use fsf_components::{FitStatus, MilkyWayDust, ObservedPhotometry, PhotometricSetup, Redshift, SkyPosition, Target};
+use fsf_components::{
+    FitStatus, MilkyWayDust, ObservedPhotometry, PhotometricSetup, Redshift, SkyPosition, SpectraColumns, Target,
+};
 use fsf_systems::passes::{self, mw_dust::DustMap};
 
 use crate::cli::FitArgs;
-use crate::io::desi::{read_targets, SelectOptions};
+use crate::io::desi::{read_targets, FileTargets, SelectOptions};
 use crate::io::fits::{write_fits_atomic, Card, CardValue, OutHdu};
 use crate::io::spectra::read_spectra;
-use crate::io::photometry::{gather_photometry, PhotometryConfig, PhotometrySource};
+use crate::io::photometry::{gather_photometry, GatheredPhotometry, PhotometryConfig, PhotometrySource};
 use crate::io::IoError;
 use crate::metadata::{build_metadata, FileMeta};
 
@@ -80,7 +82,11 @@ fn setup_from(cfg: &PhotometryConfig) -> PhotometricSetup {
     }
 }
 
-fn validate(args: &FitArgs) -> Result<(), IoError> {
+/// Check flag combinations and paths before any heavy work.
+///
+/// # Errors
+/// The first problem found, naming the flag or file.
+pub fn validate(args: &FitArgs) -> Result<(), IoError> {
     let here = Path::new("command line");
     if args.vdisp_bounds.len() != 2 || args.vdisp_bounds[0] > args.vdisp_bounds[1] {
         return Err(IoError::input(here, "--vdisp-bounds must be MIN MAX with MIN <= MAX"));
@@ -98,7 +104,7 @@ fn validate(args: &FitArgs) -> Result<(), IoError> {
             return Err(IoError::input(f, "file not found"));
         }
     }
-    crate::io::fits::check_output_path(&args.outfile)
+    Ok(())
 }
 
 fn primary_cards(args: &FitArgs, mode: Mode, specprod: &str, coadd_type: &str, source: &PhotometrySource) -> Vec<Card> {
@@ -157,69 +163,130 @@ fn primary_cards(args: &FitArgs, mode: Mode, specprod: &str, coadd_type: &str, s
     c
 }
 
-/// Run `fastspec` or `fastphot` over `args.redrockfiles` into one output file.
+/// Everything a run needs besides the input file list, validated once up front.
+#[derive(Clone)]
+pub struct RunContext {
+    /// Program.
+    pub mode: Mode,
+    /// Selection options.
+    pub select: SelectOptions,
+    /// Photometry configuration.
+    pub phot_cfg: PhotometryConfig,
+    /// Photometry source.
+    pub source: PhotometrySource,
+    /// PRIMARY header cards that do not depend on the inputs.
+    pub args: FitArgs,
+}
+
+impl RunContext {
+    /// Validate `args` and resolve every configuration file before any heavy I/O.
+    ///
+    /// # Errors
+    /// Bad flag combinations, unreadable configuration files, unwritable output.
+    pub fn new(args: &FitArgs, mode: Mode) -> Result<Self, IoError> {
+        validate(args)?;
+        let phot_cfg = PhotometryConfig::load(args.fphotofile.as_deref())?;
+        let source = resolve_photometry(args, &phot_cfg);
+        let select = SelectOptions {
+            targetids: args.targetids.clone(),
+            input_redshifts: if args.targetids.is_some() { args.input_redshifts.clone() } else { None },
+            zmin: args.zmin.unwrap_or(1e-3),
+            ntargets: args.ntargets,
+            firsttarget: args.firsttarget,
+            redux_dir: args.redux_dir.clone(),
+            specprod: args.specprod.clone(),
+            redrock_prefix: args.redrockfile_prefix.clone(),
+            specfile_prefix: args.specfile_prefix.clone(),
+            qnfile_prefix: args.qnfile_prefix.clone(),
+            use_quasarnet: !args.ignore_quasarnet,
+            ..SelectOptions::default()
+        };
+        if select.zmin <= 0.0 {
+            tracing::warn!(zmin = select.zmin, "--zmin <= 0");
+        }
+        Ok(RunContext { mode, select, phot_cfg, source, args: args.clone() })
+    }
+}
+
+/// One input file read and ready to fit.
+pub struct LoadedFile {
+    /// Selected targets.
+    pub targets: FileTargets,
+    /// Their photometry.
+    pub phot: GatheredPhotometry,
+    /// Selection indices that are fitted (external catalogues may drop targets).
+    pub kept: Vec<usize>,
+    /// Spectra of the kept targets (fastspec only).
+    pub spectra: Option<SpectraColumns>,
+}
+
+/// Read one Redrock/coadd pair: selection, photometry and (fastspec) spectra.
 ///
-/// Any file-level input error stops the run before anything is written (no partial output);
-/// a per-target failure only flags that target.
+/// Returns `Ok(None)` when the file has no selected target.
 ///
 /// # Errors
-/// Configuration, input or output errors, each naming the file concerned.
-pub fn run_fit(args: &FitArgs, mode: Mode) -> anyhow::Result<RunSummary> {
-    let t0 = Instant::now();
-    validate(args)?;
-    let cfg = PhotometryConfig::load(args.fphotofile.as_deref())?;
-    let source = resolve_photometry(args, &cfg);
-    let mapdir = resolve_mapdir(args);
-    let sfd = crate::io::sfd::load_sfd(&mapdir)?;
-
-    let opts = SelectOptions {
-        targetids: args.targetids.clone(),
-        input_redshifts: if args.targetids.is_some() { args.input_redshifts.clone() } else { None },
-        zmin: args.zmin.unwrap_or(1e-3),
-        ntargets: args.ntargets,
-        firsttarget: args.firsttarget,
-        redux_dir: args.redux_dir.clone(),
-        specprod: args.specprod.clone(),
-        redrock_prefix: args.redrockfile_prefix.clone(),
-        specfile_prefix: args.specfile_prefix.clone(),
-        qnfile_prefix: args.qnfile_prefix.clone(),
-        use_quasarnet: !args.ignore_quasarnet,
-        ..SelectOptions::default()
+/// Any input problem, naming the file.
+pub fn load_file(redrock: &Path, ctx: &RunContext) -> Result<Option<LoadedFile>, IoError> {
+    let _span = tracing::info_span!("load").entered();
+    let Some(targets) = read_targets(redrock, &ctx.select)? else { return Ok(None) };
+    let phot = gather_photometry(&targets, &ctx.phot_cfg, &ctx.source)?;
+    let kept: Vec<usize> = (0..targets.len()).filter(|&i| phot.keep[i]).collect();
+    let spectra = if ctx.mode == Mode::Fastspec {
+        let file_rows: Vec<usize> = kept.iter().map(|&i| targets.rows[i]).collect();
+        Some(read_spectra(&targets.coadd_path, &file_rows, targets.nrows_file)?)
+    } else {
+        None
     };
-    if opts.zmin <= 0.0 {
-        tracing::warn!(zmin = opts.zmin, "--zmin <= 0");
+    Ok(Some(LoadedFile { targets, phot, kept, spectra }))
+}
+
+/// Load `files` on a background thread, one ahead of the consumer (I/O overlaps compute).
+///
+/// Results (including errors) arrive in `files` order; the loader stops when the consumer
+/// hangs up.
+pub fn prefetch(
+    files: Vec<PathBuf>,
+    ctx: RunContext,
+) -> std::sync::mpsc::Receiver<(PathBuf, Result<Option<LoadedFile>, IoError>)> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::spawn(move || {
+        for f in files {
+            let r = load_file(&f, &ctx);
+            if tx.send((f, r)).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The long-lived ECS world and schedule: run-level resources stay, targets come and go.
+pub struct Engine {
+    world: World,
+    schedule: Schedule,
+}
+
+impl Engine {
+    /// Build the world with the run's resources (dust map, photometric setup).
+    ///
+    /// # Errors
+    /// Unreadable SFD maps.
+    pub fn new(ctx: &RunContext) -> Result<Self, IoError> {
+        let _span = tracing::info_span!("init").entered();
+        let sfd = crate::io::sfd::load_sfd(&resolve_mapdir(&ctx.args))?;
+        let mut world = World::new();
+        world.insert_resource(setup_from(&ctx.phot_cfg));
+        world.insert_resource(DustMap { ngp: sfd.ngp, sgp: sfd.sgp });
+        let mut schedule = Schedule::default();
+        passes::add_systems(&mut schedule);
+        Ok(Engine { world, schedule })
     }
 
-    let mut world = World::new();
-    world.insert_resource(setup_from(&cfg));
-    world.insert_resource(DustMap { ngp: sfd.ngp, sgp: sfd.sgp });
-    let mut schedule = Schedule::default();
-    passes::add_systems(&mut schedule);
-
-    let mut files: Vec<FileMeta> = Vec::new();
-    let mut summary = RunSummary::default();
-    let mut specprod = String::new();
-    let mut coadd_type = String::new();
-    // Deterministic order: the command-line order (FastSpecFit iterates a set).
-    for redrock in &args.redrockfiles {
-        let _span = tracing::info_span!("load").entered();
-        let Some(targets) = read_targets(redrock, &opts)? else { continue };
-        if !specprod.is_empty() && specprod != targets.header.specprod {
-            return Err(IoError::input(redrock, format!("specprod {} differs from {specprod} of earlier files", targets.header.specprod)).into());
-        }
-        specprod = targets.header.specprod.clone();
-        coadd_type = targets.header.coadd_type.clone();
-        let phot = gather_photometry(&targets, &cfg, &source)?;
-        drop(_span);
-        tracing::info!(file = %redrock.display(), ntargets = targets.len(), "read targets");
-        summary.files += 1;
-
-        let kept: Vec<usize> = (0..targets.len()).filter(|&i| phot.keep[i]).collect();
-        if mode == Mode::Fastspec {
-            let _span = tracing::info_span!("read_spectra").entered();
-            let file_rows: Vec<usize> = kept.iter().map(|&i| targets.rows[i]).collect();
-            let spectra = read_spectra(&targets.coadd_path, &file_rows, targets.nrows_file)?;
-            world.insert_resource(spectra);
+    /// Spawn the file's targets, run every pass, collect the results in row order, despawn.
+    pub fn fit_file(&mut self, loaded: LoadedFile, summary: &mut RunSummary) -> FileMeta {
+        let LoadedFile { targets, phot, kept, spectra } = loaded;
+        if let Some(sp) = spectra {
+            self.world.insert_resource(sp);
         }
         let mut z = Vec::with_capacity(kept.len());
         for (k, &i) in kept.iter().enumerate() {
@@ -229,7 +296,7 @@ pub fn run_fit(args: &FitArgs, mode: Mode) -> anyhow::Result<RunSummary> {
                 zi = 1e-8;
             }
             z.push(zi);
-            world.spawn((
+            self.world.spawn((
                 Target { row: k, targetid: targets.targetid[i] },
                 Redshift { z: zi },
                 SkyPosition { ra_deg: phot.ra[i], dec_deg: phot.dec[i] },
@@ -244,12 +311,12 @@ pub fn run_fit(args: &FitArgs, mode: Mode) -> anyhow::Result<RunSummary> {
                 FitStatus::default(),
             ));
         }
-        schedule.run(&mut world);
+        self.schedule.run(&mut self.world);
 
         let mut dust = vec![MilkyWayDust::default(); kept.len()];
-        let mut q = world.query::<(Entity, &Target, &MilkyWayDust, &FitStatus)>();
+        let mut q = self.world.query::<(Entity, &Target, &MilkyWayDust, &FitStatus)>();
         let mut entities = Vec::with_capacity(kept.len());
-        for (e, t, d, s) in q.iter(&world) {
+        for (e, t, d, s) in q.iter(&self.world) {
             dust[t.row] = d.clone();
             if !s.ok() {
                 summary.flagged += 1;
@@ -257,22 +324,68 @@ pub fn run_fit(args: &FitArgs, mode: Mode) -> anyhow::Result<RunSummary> {
             entities.push(e);
         }
         for e in entities {
-            world.despawn(e);
+            self.world.despawn(e);
         }
+        self.world.remove_resource::<SpectraColumns>();
+        summary.files += 1;
         summary.targets += kept.len();
-        files.push(FileMeta { targets, phot, rows: kept, z, dust });
+        FileMeta { targets, phot, rows: kept, z, dust }
     }
+}
 
+/// Write one output file (PRIMARY, METADATA) for the fitted `files`, atomically.
+///
+/// # Errors
+/// Output errors, naming the file.
+pub fn write_output(outfile: &Path, files: &[FileMeta], ctx: &RunContext) -> Result<(), IoError> {
+    let _span = tracing::info_span!("write").entered();
+    let specprod = files.first().map(|f| f.targets.header.specprod.clone()).unwrap_or_default();
+    let coadd_type = files.first().map(|f| f.targets.header.coadd_type.clone()).unwrap_or_default();
+    let meta = build_metadata(files, &ctx.phot_cfg);
+    let cards = primary_cards(&ctx.args, ctx.mode, &specprod, &coadd_type, &ctx.source);
+    write_fits_atomic(outfile, &cards, &[OutHdu::Table { extname: "METADATA".into(), columns: meta, cards: vec![] }])
+}
+
+/// Run `fastspec` or `fastphot` over `args.redrockfiles` into one output file.
+///
+/// Files are processed in command-line order, the next one read while the current one is
+/// fitted. Any file-level input error stops the run before anything is written (no partial
+/// output); a per-target failure only flags that target.
+///
+/// # Errors
+/// Configuration, input or output errors, each naming the file concerned.
+pub fn run_fit(args: &FitArgs, mode: Mode) -> anyhow::Result<RunSummary> {
+    let t0 = Instant::now();
+    let Some(outfile) = &args.outfile else {
+        return Err(IoError::input(Path::new("command line"), "-o/--outfile is required").into());
+    };
+    if args.redrockfiles.is_empty() {
+        return Err(IoError::input(Path::new("command line"), "at least one Redrock file is required").into());
+    }
+    crate::io::fits::check_output_path(outfile)?;
+    let ctx = RunContext::new(args, mode)?;
+    let mut engine = Engine::new(&ctx)?;
+    let mut files: Vec<FileMeta> = Vec::new();
+    let mut summary = RunSummary::default();
+    let mut specprod: Option<String> = None;
+    for (path, loaded) in prefetch(args.redrockfiles.clone(), ctx.clone()) {
+        let Some(loaded) = loaded? else { continue };
+        let sp = &loaded.targets.header.specprod;
+        if let Some(prev) = &specprod {
+            if prev != sp {
+                return Err(IoError::input(&path, format!("specprod {sp} differs from {prev} of earlier files")).into());
+            }
+        }
+        specprod = Some(sp.clone());
+        tracing::info!(file = %path.display(), ntargets = loaded.kept.len(), "read targets");
+        files.push(engine.fit_file(loaded, &mut summary));
+    }
     if summary.targets == 0 {
         anyhow::bail!("no targets selected in {} input file(s); nothing written", args.redrockfiles.len());
     }
-    let _span = tracing::info_span!("write").entered();
-    let meta = build_metadata(&files, &cfg);
-    let cards = primary_cards(args, mode, &specprod, &coadd_type, &source);
-    write_fits_atomic(&args.outfile, &cards, &[OutHdu::Table { extname: "METADATA".into(), columns: meta, cards: vec![] }])?;
-    drop(_span);
+    write_output(outfile, &files, &ctx)?;
     tracing::info!(
-        outfile = %args.outfile.display(),
+        outfile = %outfile.display(),
         files = summary.files,
         targets = summary.targets,
         flagged = summary.flagged,

@@ -1,4 +1,5 @@
 pub mod bad_input;
 pub mod common;
 pub mod metadata;
+pub mod production;
 pub mod selection;
