@@ -7,4 +7,6 @@ pub mod io;
 pub mod metadata;
 pub mod production;
 pub mod profile;
+pub mod resources;
 pub mod run;
+pub mod specphot;

@@ -3,7 +3,7 @@
 use crate::io::desi::{FileTargets, TARGETING_ALL, TARGETING_DEFAULT};
 use crate::io::fits::{ColData, OutColumn};
 use crate::io::photometry::{GatheredPhotometry, PhotometryConfig};
-use fsf_components::MilkyWayDust;
+use fsf_components::{ContinuumFit, FitStatus, MilkyWayDust, PhysicalProperties};
 
 /// One file's inputs and per-target results, in output row order (kept rows only).
 pub struct FileMeta {
@@ -18,6 +18,12 @@ pub struct FileMeta {
     pub z: Vec<f64>,
     /// Milky Way dust and dereddened photometry per written row.
     pub dust: Vec<MilkyWayDust>,
+    /// Continuum fit per written row.
+    pub continuum: Vec<ContinuumFit>,
+    /// Derived properties per written row.
+    pub props: Vec<PhysicalProperties>,
+    /// Status per written row.
+    pub status: Vec<FitStatus>,
 }
 
 fn str_col(values: Vec<String>, min_width: usize) -> ColData {

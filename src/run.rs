@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use bevy_ecs::prelude::*;
 use fsf_components::{
-    FitStatus, MilkyWayDust, ObservedPhotometry, PhotometricSetup, Redshift, SkyPosition, SpectraColumns, Target,
+    ContinuumFit, FitOptions, FitStatus, MilkyWayDust, ObservedPhotometry, PhotometricSetup, PhysicalProperties,
+    PreparedSpectrum, Program, Redshift, SkyPosition, SpectraColumns, Target,
 };
 use fsf_systems::passes::{self, mw_dust::DustMap};
 
@@ -79,6 +80,24 @@ fn setup_from(cfg: &PhotometryConfig) -> PhotometricSetup {
             .unwrap_or_default()
             .into_iter()
             .collect(),
+    }
+}
+
+/// The `FitOptions` resource for this run.
+pub fn fit_options(ctx: &RunContext) -> FitOptions {
+    let a = &ctx.args;
+    FitOptions {
+        program: if ctx.mode == Mode::Fastspec { Program::Fastspec } else { Program::Fastphot },
+        nmonte: a.nmonte,
+        seed: a.seed,
+        vdisp_nominal_kms: a.vdisp_nominal,
+        vdisp_bounds_kms: (a.vdisp_bounds[0], a.vdisp_bounds[1]),
+        constrain_age: a.constrain_age,
+        ignore_photometry: a.ignore_photometry,
+        no_smooth_continuum: a.no_smooth_continuum,
+        broadlinefit: !a.no_broadlinefit,
+        uncertainty_floor: a.uncertainty_floor,
+        minsnr_balmer_broad: a.minsnr_balmer_broad,
     }
 }
 
@@ -277,6 +296,8 @@ impl Engine {
         let mut world = World::new();
         world.insert_resource(setup_from(&ctx.phot_cfg));
         world.insert_resource(DustMap { ngp: sfd.ngp, sgp: sfd.sgp });
+        world.insert_resource(fit_options(ctx));
+        crate::resources::insert_fit_resources(&mut world, ctx)?;
         let mut schedule = Schedule::default();
         passes::add_systems(&mut schedule);
         Ok(Engine { world, schedule })
@@ -309,15 +330,25 @@ impl Engine {
                 },
                 MilkyWayDust::default(),
                 FitStatus::default(),
+                (PreparedSpectrum::default(), ContinuumFit::default(), PhysicalProperties::default()),
             ));
         }
         self.schedule.run(&mut self.world);
 
-        let mut dust = vec![MilkyWayDust::default(); kept.len()];
-        let mut q = self.world.query::<(Entity, &Target, &MilkyWayDust, &FitStatus)>();
-        let mut entities = Vec::with_capacity(kept.len());
-        for (e, t, d, s) in q.iter(&self.world) {
+        let nk = kept.len();
+        let mut dust = vec![MilkyWayDust::default(); nk];
+        let mut continuum = vec![ContinuumFit::default(); nk];
+        let mut props = vec![PhysicalProperties::default(); nk];
+        let mut status = vec![FitStatus::default(); nk];
+        let mut q = self
+            .world
+            .query::<(Entity, &Target, &MilkyWayDust, &FitStatus, &ContinuumFit, &PhysicalProperties)>();
+        let mut entities = Vec::with_capacity(nk);
+        for (e, t, d, s, c, p) in q.iter(&self.world) {
             dust[t.row] = d.clone();
+            continuum[t.row] = c.clone();
+            props[t.row] = p.clone();
+            status[t.row] = s.clone();
             if !s.ok() {
                 summary.flagged += 1;
             }
@@ -329,7 +360,7 @@ impl Engine {
         self.world.remove_resource::<SpectraColumns>();
         summary.files += 1;
         summary.targets += kept.len();
-        FileMeta { targets, phot, rows: kept, z, dust }
+        FileMeta { targets, phot, rows: kept, z, dust, continuum, props, status }
     }
 }
 
@@ -343,7 +374,11 @@ pub fn write_output(outfile: &Path, files: &[FileMeta], ctx: &RunContext) -> Res
     let coadd_type = files.first().map(|f| f.targets.header.coadd_type.clone()).unwrap_or_default();
     let meta = build_metadata(files, &ctx.phot_cfg);
     let cards = primary_cards(&ctx.args, ctx.mode, &specprod, &coadd_type, &ctx.source);
-    write_fits_atomic(outfile, &cards, &[OutHdu::Table { extname: "METADATA".into(), columns: meta, cards: vec![] }])
+    let mut hdus = vec![OutHdu::Table { extname: "METADATA".into(), columns: meta, cards: vec![] }];
+    if let Some(columns) = crate::specphot::specphot_columns(files, ctx) {
+        hdus.push(OutHdu::Table { extname: "SPECPHOT".into(), columns, cards: vec![] });
+    }
+    write_fits_atomic(outfile, &cards, &hdus)
 }
 
 /// Run `fastspec` or `fastphot` over `args.redrockfiles` into one output file.

@@ -5,11 +5,19 @@
 //! and units in their names or docs.
 #![warn(missing_docs)]
 
+pub mod continuum;
+pub mod options;
 pub mod photometry;
+pub mod properties;
 pub mod spectra;
+pub mod spectrum;
 pub mod target;
 pub mod templates;
 
+pub use continuum::ContinuumFit;
+pub use options::{FitOptions, Program};
 pub use photometry::{MilkyWayDust, ObservedPhotometry, PhotometricSetup};
+pub use properties::PhysicalProperties;
 pub use spectra::{CameraColumns, SpectraColumns};
+pub use spectrum::PreparedSpectrum;
 pub use target::{FitStatus, Redshift, SkyPosition, Target};

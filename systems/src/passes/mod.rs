@@ -6,7 +6,10 @@
 
 use bevy_ecs::prelude::*;
 
+pub mod continuum;
 pub mod mw_dust;
+pub mod properties;
+pub mod spectrum;
 
 /// The ordered phases of a file's schedule.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
@@ -25,4 +28,7 @@ pub enum FitSystems {
 pub fn add_systems(schedule: &mut Schedule) {
     schedule.configure_sets((FitSystems::Prepare, FitSystems::Continuum, FitSystems::Lines, FitSystems::Finalize).chain());
     schedule.add_systems(mw_dust::correct_mw_dust.in_set(FitSystems::Prepare));
+    spectrum::register(schedule);
+    continuum::register(schedule);
+    properties::register(schedule);
 }

@@ -1,0 +1,58 @@
+//! Run options every system may read (one resource, set once per run).
+
+use bevy_ecs::prelude::Resource;
+
+/// Which program runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Program {
+    /// Spectra + photometry.
+    #[default]
+    Fastspec,
+    /// Photometry only.
+    Fastphot,
+}
+
+/// The fitting options of the run (FastSpecFit's flags), read-only in every pass.
+#[derive(Resource, Debug, Clone, PartialEq)]
+pub struct FitOptions {
+    /// fastspec or fastphot.
+    pub program: Program,
+    /// Monte Carlo realizations (`--nmonte`).
+    pub nmonte: usize,
+    /// Master seed (`--seed`).
+    pub seed: i64,
+    /// Nominal velocity dispersion, km/s (`--vdisp-nominal`).
+    pub vdisp_nominal_kms: f64,
+    /// Velocity-dispersion kernel bounds, km/s (`--vdisp-bounds`).
+    pub vdisp_bounds_kms: (f64, f64),
+    /// Drop templates older than the universe (`--constrain-age`).
+    pub constrain_age: bool,
+    /// Do not fit the photometry (`--ignore-photometry`).
+    pub ignore_photometry: bool,
+    /// Skip the smooth continuum correction (`--no-smooth-continuum`).
+    pub no_smooth_continuum: bool,
+    /// Fit broad lines (not `--no-broadlinefit`).
+    pub broadlinefit: bool,
+    /// Fractional spectral uncertainty floor (`--uncertainty-floor`).
+    pub uncertainty_floor: f64,
+    /// Minimum broad Balmer S/N (`--minsnr-balmer-broad`).
+    pub minsnr_balmer_broad: f64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        FitOptions {
+            program: Program::Fastspec,
+            nmonte: 50,
+            seed: 1,
+            vdisp_nominal_kms: 150.0,
+            vdisp_bounds_kms: (50.0, 500.0),
+            constrain_age: false,
+            ignore_photometry: false,
+            no_smooth_continuum: false,
+            broadlinefit: true,
+            uncertainty_floor: 0.01,
+            minsnr_balmer_broad: 2.5,
+        }
+    }
+}
