@@ -107,12 +107,12 @@ impl FilterCurve {
                 resp.len()
             )));
         }
-        if wave.iter().any(|w| !w.is_finite()) || wave.windows(2).any(|p| !(p[1] > p[0])) {
+        if wave.iter().any(|w| !w.is_finite()) || wave.windows(2).any(|p| p[1] <= p[0]) {
             return Err(err(
                 "wavelengths must be finite and strictly increasing".into()
             ));
         }
-        if resp.iter().any(|r| !(*r >= 0.0) || !r.is_finite()) {
+        if resp.iter().any(|r| !r.is_finite() || *r < 0.0) {
             return Err(err("response values must be finite and non-negative".into()));
         }
         let (Some(first), Some(last)) = (
@@ -217,7 +217,7 @@ impl FilterCurve {
                 self.name
             )));
         }
-        if !(band_shift > -1.0) || !band_shift.is_finite() {
+        if !band_shift.is_finite() || band_shift <= -1.0 {
             return Err(KernelError::Domain(format!(
                 "invalid band_shift {band_shift}"
             )));
@@ -236,7 +236,7 @@ impl FilterCurve {
 /// NumPy `interp(x, xp, fp, left=0, right=0)` for increasing `xp` (len ≥ 2).
 pub(crate) fn interp_zero(x: f64, xp: &[f64], fp: &[f64]) -> f64 {
     let n = xp.len();
-    if n == 0 || !(x >= xp[0]) || x > xp[n - 1] {
+    if n == 0 || x.is_nan() || x < xp[0] || x > xp[n - 1] {
         return 0.0;
     }
     if x == xp[n - 1] {

@@ -29,7 +29,7 @@
 //! zero (inf/NaN maggies); here that is a [`KernelError::Domain`] error.
 
 use super::cosmology::C_LIGHT_KMS;
-use super::filters::{interp_zero, FilterCurve};
+use super::filters::FilterCurve;
 use super::KernelError;
 
 /// AB zero point f_ν used in the synthesis [erg s⁻¹ cm⁻² Hz⁻¹] (`get_ab_maggies_pre`).
@@ -123,13 +123,9 @@ impl FilterPre {
     /// As [`FilterPre::new`].
     pub fn recompute(&mut self, filter: &FilterCurve, wave: &[f64]) -> Result<(), KernelError> {
         let (lo, hi) = coverage(filter, wave)?;
-        self.resp.clear();
-        self.resp.extend(
-            wave[lo..hi]
-                .iter()
-                .map(|&w| interp_zero(w, &filter.wave, &filter.resp) * w),
-        );
         let w = &wave[lo..hi];
+        self.resp.clear();
+        interp_zero_sorted(w, &filter.wave, &filter.resp, &mut self.resp);
         let denom = trapz_by(w, |i| self.resp[i] * ab_flam(w[i]));
         if !(denom > 0.0 && denom.is_finite()) {
             return Err(KernelError::Domain(format!(
@@ -145,7 +141,9 @@ impl FilterPre {
 
     /// AB maggies of `flux` (same grid as used to build this, same length as `wave`).
     ///
-    /// The caller guarantees `flux.len() >= self.hi` and `wave.len() >= self.hi`.
+    /// # Panics
+    /// If `flux` or `wave` is shorter than `self.hi` (use [`ab_maggies_unchecked`]
+    /// for a checked call).
     #[inline]
     pub fn maggies(&self, flux: &[f64], wave: &[f64]) -> f64 {
         let (w, f) = (&wave[self.lo..self.hi], &flux[self.lo..self.hi]);
@@ -155,6 +153,9 @@ impl FilterPre {
     /// Trapezoid weights t_i with T(r·f) = Σ t_i f_{lo+i}, i.e.
     /// t_i = ½ r_i (Δ_{i−1} + Δ_i) (one-sided at the ends): FastSpecFit's
     /// `phot_batch_weights`, used as maggies = (f·t)·idenom for many spectra at once.
+    ///
+    /// # Panics
+    /// If `wave` is shorter than `self.hi`.
     pub fn trapz_weights(&self, wave: &[f64], out: &mut Vec<f64>) {
         let w = &wave[self.lo..self.hi];
         out.clear();
@@ -164,6 +165,27 @@ impl FilterPre {
             out[i] += 0.5 * self.resp[i] * d;
             out[i + 1] += 0.5 * self.resp[i + 1] * d;
         }
+    }
+}
+
+/// `out[i] = interp(x[i]; xp, fp, 0 outside) · x[i]` for increasing `x`, walking
+/// `xp` once (same segment choice and arithmetic as NumPy `interp`).
+fn interp_zero_sorted(x: &[f64], xp: &[f64], fp: &[f64], out: &mut Vec<f64>) {
+    let n = xp.len();
+    let mut j = 0usize; // segment [xp[j], xp[j+1]) with xp[j] <= x
+    for &xi in x {
+        let r = if n < 2 || xi.is_nan() || xi < xp[0] || xi > xp[n - 1] {
+            0.0
+        } else if xi == xp[n - 1] {
+            fp[n - 1]
+        } else {
+            while xp[j + 1] <= xi {
+                j += 1;
+            }
+            let slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j]);
+            slope * (xi - xp[j]) + fp[j]
+        };
+        out.push(r * xi);
     }
 }
 
