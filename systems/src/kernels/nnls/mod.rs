@@ -36,9 +36,11 @@
 //!   raises `RuntimeError`; FastSpecFit then uses χ² = +∞ inside Brent and zero
 //!   coefficients in the final solve). `x` then holds the partial iterate.
 
-use faer::MatRef;
-
 use super::KernelError;
+
+/// The matrix view type of [`nnls`]'s signature (faer 0.24), re-exported so
+/// callers need no direct `faer` dependency.
+pub use faer::MatRef;
 
 pub(crate) mod householder;
 mod lawson_hanson;

@@ -53,9 +53,11 @@
 //! * [`KernelError::NonFinite`]: non-finite residuals at x0, or a non-finite
 //!   Jacobian (scipy's SVD would fail on it).
 
-use faer::MatMut;
-
 use super::KernelError;
+
+/// The matrix view types of this module's signatures (faer 0.24), re-exported
+/// so callers need no direct `faer` dependency.
+pub use faer::{MatMut, MatRef};
 
 mod common;
 mod driver;
