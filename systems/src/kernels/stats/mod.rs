@@ -20,10 +20,16 @@
 //!   (composite irregular Simpson, Cartwright's correction for the last interval
 //!   of an even count), summed with NumPy's pairwise summation ([`pairwise_sum`]).
 //!
+//! * [`SmoothingSpline`]: FITPACK's `curfit` smoothing spline as scipy's
+//!   `UnivariateSpline(x, y, w, k, s=None, ext=3)` (A.4).
+//!
 //! Scratch buffers are passed in as `&mut Vec<f64>`; they are cleared and refilled,
 //! so they only allocate until they have grown to the largest input seen.
 
 use super::KernelError;
+
+mod spline;
+pub use spline::SmoothingSpline;
 
 /// FastSpecFit's `TINY`: the smallest positive (subnormal) `float32`, 2⁻¹⁴⁹.
 pub const TINY: f64 = 1.401298464324817e-45;
