@@ -5,6 +5,7 @@
 
 pub mod brent;
 pub mod cosmology;
+pub mod derived;
 pub mod dust;
 pub mod filters;
 pub mod igm;

@@ -1,0 +1,65 @@
+//! Rebuilding an observed-frame SED from coefficients and τ_V (SPEC §3.3, §3.4; FastSpecFit
+//! `ContinuumTools.build_stellar_continuum` with pre-convolved templates, `vdisp=None`).
+//!
+//! S(λ) = [(Σ_t c_t F_t(λ))·A(λ) + L_abs·DUSTFLUX(λ)]·Z(λ) with dust emission, or
+//! (Σ_t c_t F_t)·A·Z without, where A = exp(−τ_V k(λ)) and Z are the zfactors.
+
+use crate::kernels::dust::{attenuate, attenuate_nodust, attenuation};
+use crate::kernels::KernelError;
+
+/// Read-only inputs shared by all SEDs of one target.
+#[derive(Debug, Clone, Copy)]
+pub struct SedInputs<'a> {
+    /// Rest template wavelengths, Å.
+    pub wave: &'a [f64],
+    /// Template fluxes `[ntemplate][nwave]` (already vdisp-convolved).
+    pub flux: &'a [f64],
+    /// Dust attenuation curve k(λ).
+    pub klambda: &'a [f64],
+    /// Dust-emission spectrum (used only with `dust_emission`).
+    pub dustflux: &'a [f64],
+    /// zfactors of the target on the redshifted grid.
+    pub zfactors: &'a [f64],
+}
+
+/// Build the SED of `coeff` (one per template; zero for excluded ones) into `out`.
+///
+/// # Errors
+/// Shape mismatches, non-finite τ_V.
+pub fn build_sed(
+    inp: &SedInputs<'_>,
+    coeff: &[f64],
+    tauv: f64,
+    dust_emission: bool,
+    atten: &mut Vec<f64>,
+    out: &mut Vec<f64>,
+) -> Result<(), KernelError> {
+    let nw = inp.wave.len();
+    if nw == 0 || inp.flux.len() != coeff.len() * nw {
+        return Err(KernelError::Shape(format!(
+            "build_sed: {} template values for {} coefficients x {} wavelengths",
+            inp.flux.len(),
+            coeff.len(),
+            nw
+        )));
+    }
+    out.clear();
+    out.resize(nw, 0.0);
+    for (t, &c) in coeff.iter().enumerate() {
+        if c == 0.0 {
+            continue;
+        }
+        for (o, &f) in out.iter_mut().zip(&inp.flux[t * nw..(t + 1) * nw]) {
+            *o += c * f;
+        }
+    }
+    atten.clear();
+    atten.resize(nw, 0.0);
+    attenuation(tauv, inp.klambda, atten)?;
+    if dust_emission {
+        attenuate(out, atten, inp.zfactors, inp.wave, inp.dustflux)?;
+    } else {
+        attenuate_nodust(out, atten, inp.zfactors)?;
+    }
+    Ok(())
+}
