@@ -81,7 +81,7 @@ pub struct BoundedResult {
 
 /// `np.sign(v) + (v == 0)`: +1 for v ≥ 0 (either zero), −1 for v < 0, NaN for NaN.
 fn sign_or_one(v: f64) -> f64 {
-    if v > 0.0 || v == 0.0 {
+    if v >= 0.0 {
         1.0
     } else if v < 0.0 {
         -1.0

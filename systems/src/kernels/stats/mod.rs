@@ -100,7 +100,7 @@ pub fn median(a: &[f64], scratch: &mut Vec<f64>) -> Result<f64, KernelError> {
         return Ok(f64::NAN);
     }
     let half = n / 2;
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         let (lo, hi) = select_two(scratch, half - 1);
         Ok((lo + hi) / 2.0)
     } else {

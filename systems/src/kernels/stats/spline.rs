@@ -26,6 +26,12 @@
 //! [`KernelError::Domain`] for k outside 1..=5, decreasing x or S < 0;
 //! [`KernelError::NonFinite`] for non-finite inputs.
 
+#![allow(
+    clippy::needless_range_loop,
+    clippy::explicit_counter_loop,
+    reason = "1-based index loops mirror the FITPACK Fortran line by line"
+)]
+
 use super::KernelError;
 
 /// A fitted FITPACK smoothing spline; reusable (refitting reuses its buffers).

@@ -64,7 +64,11 @@ fn validate(
             ub.len()
         )));
     }
-    if lb.iter().zip(ub).any(|(l, u)| !(l < u)) {
+    if lb
+        .iter()
+        .zip(ub)
+        .any(|(l, u)| l >= u || l.is_nan() || u.is_nan())
+    {
         return Err(KernelError::Domain(
             "trf: each lower bound must be below its upper bound".into(),
         ));

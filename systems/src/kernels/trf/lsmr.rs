@@ -160,7 +160,7 @@ pub(super) fn lsmr<A: LinOp>(a: &mut A, b: &[f64], prm: LsmrParams, w: LsmrBufs<
         sbar = sb;
         rhobar = rb;
         zeta = cbar * zetabar;
-        zetabar = -sbar * zetabar;
+        zetabar *= -sbar;
         let fh = -(thetabar * rho / (rhoold * rhobarold));
         for (hb, &hi) in hbar.iter_mut().zip(h.iter()) {
             *hb *= fh;

@@ -53,6 +53,11 @@
 //! * [`KernelError::NonFinite`]: non-finite residuals at x0, or a non-finite
 //!   Jacobian (scipy's SVD would fail on it).
 
+#![allow(
+    clippy::needless_range_loop,
+    reason = "index loops over several same-length vectors mirror scipy's vector expressions"
+)]
+
 use super::KernelError;
 
 /// The matrix view types of this module's signatures (faer 0.24), re-exported

@@ -359,7 +359,11 @@ fn fpcurf(iopt: i32, d: &Data<'_>, sp: &mut SmoothingSpline) {
                     let p2 = p;
                     let f2 = fpms;
                     if !ich3 {
-                        if !((f2 - f3) > acc) {
+                        if (f2 - f3) > acc {
+                            if f2 < 0.0 {
+                                ich3 = true;
+                            }
+                        } else {
                             p3 = p2;
                             f3 = f2;
                             p *= con4;
@@ -368,25 +372,20 @@ fn fpcurf(iopt: i32, d: &Data<'_>, sp: &mut SmoothingSpline) {
                             }
                             continue;
                         }
-                        if f2 < 0.0 {
-                            ich3 = true;
-                        }
                     }
                     if !ich1 {
-                        if !((f1 - f2) > acc) {
+                        if (f1 - f2) > acc {
+                            if f2 > 0.0 {
+                                ich1 = true;
+                            }
+                        } else {
                             p1 = p2;
                             f1 = f2;
                             p /= con4;
-                            if p3 < 0.0 {
-                                continue;
-                            }
-                            if p >= p3 {
+                            if p3 >= 0.0 && p >= p3 {
                                 p = p2 * con1 + p3 * con9;
                             }
                             continue;
-                        }
-                        if f2 > 0.0 {
-                            ich1 = true;
                         }
                     }
                     if f2 >= f1 || f2 <= f3 {
