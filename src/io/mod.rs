@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod desi;
+pub mod emlines;
 pub mod fits;
 pub mod photometry;
 pub mod quasarnet;

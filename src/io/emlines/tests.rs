@@ -1,0 +1,1 @@
+//! Tests of the line-table and constraint readers.

@@ -1,0 +1,232 @@
+//! Analytic sparse Jacobian of the weighted line-fit residuals (SPEC.md
+//! §5.3): J = diag(w) · W_c · J_ideal · J_S per camera, each column of
+//! diag(w)·W_c·J_ideal stored as one contiguous pixel range.
+//!
+//! With x = ℓ − ln λ*, G = exp(−x²/(2σ_eff²)):
+//! ∂/∂A = A_eff G/A; ∂/∂v = A_eff G x/σ_eff²/(c(1+z+v/c)) (deliberately
+//! ignoring the v-dependence of σ_eff and A_eff through σ_G/λ*, as
+//! FastSpecFit does); ∂/∂σ_v = (A/σ_eff) G/c (1 − σ²(1 − x²/σ_eff²)/σ_eff²).
+//! Columns of fixed parameters are empty; a line with A = 0 has all three
+//! columns empty; a line with σ = 0 has an empty A column.
+
+use super::super::KernelError;
+use super::mapping::ParamsMapping;
+use super::profile::{line_geom, EmlineSpectrum, C_LIGHT, MAX_SDEV, SIGMA_G};
+
+/// FastSpecFit's `max_buffer_width`: a safe bound on the pixels any line
+/// covers, + 2·padding + 4.
+pub fn max_buffer_width(logwave: &[f64], sigmas: &[f64], padding: usize, sigma_g: f64) -> usize {
+    if logwave.len() < 2 {
+        return 2 * padding + 4 + logwave.len();
+    }
+    let smax = sigmas.iter().copied().fold(f64::NEG_INFINITY, f64::max) / C_LIGHT;
+    let sg = sigma_g / logwave[0].exp();
+    let seff = (smax * smax + sg * sg).sqrt();
+    let dmin = logwave
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .fold(f64::INFINITY, f64::min);
+    let w = 2.0 * MAX_SDEV * seff / dmin;
+    let w = if w.is_finite() && w >= 0.0 {
+        w as usize
+    } else {
+        0
+    };
+    w + 2 * padding + 4
+}
+
+/// Column-sparse diag(w)·W·J_ideal of one camera: column k covers local
+/// pixels [start, end) with values `vals[k * width ..]`.
+#[derive(Debug, Clone, Default)]
+struct CameraJac {
+    ends: Vec<(usize, usize)>,
+    width: usize,
+    vals: Vec<f64>,
+}
+
+/// The sparse Jacobian of the line-fit residuals w.r.t. the free parameters;
+/// reusable across evaluations (buffers grow only).
+#[derive(Debug, Clone, Default)]
+pub struct EmlineJacobian {
+    cams: Vec<CameraJac>,
+    buf: Vec<f64>,
+    vfull: Vec<f64>,
+    nrows: usize,
+    nfree: usize,
+}
+
+impl EmlineJacobian {
+    /// (rows, free columns).
+    pub fn shape(&self) -> (usize, usize) {
+        (self.nrows, self.nfree)
+    }
+
+    /// Evaluate at the full parameters `params` (= mapping of `free`), with
+    /// per-pixel weights `weights` (hstacked).
+    ///
+    /// # Errors
+    /// [`KernelError::Shape`] on inconsistent lengths.
+    pub fn evaluate(
+        &mut self,
+        spec: &EmlineSpectrum,
+        mapping: &mut ParamsMapping,
+        free: &[f64],
+        params: &[f64],
+        weights: &[f64],
+    ) -> Result<(), KernelError> {
+        let nl = spec.restwave.len();
+        if params.len() != 3 * nl
+            || weights.len() != spec.npix
+            || mapping.nparams() != 3 * nl
+            || free.len() != mapping.nfree()
+        {
+            return Err(KernelError::Shape(format!(
+                "emline jacobian: {nl} lines, {} params, {} weights for {} pixels, {} free of {}",
+                params.len(),
+                weights.len(),
+                spec.npix,
+                free.len(),
+                mapping.nfree()
+            )));
+        }
+        mapping.update_jacobian(free);
+        self.nrows = spec.npix;
+        self.nfree = mapping.nfree();
+        self.vfull.resize(3 * nl, 0.0);
+        self.cams
+            .resize_with(spec.cameras.len(), CameraJac::default);
+        let (amps, vs, sigs) = (&params[..nl], &params[nl..2 * nl], &params[2 * nl..]);
+        for (cam, cj) in spec.cameras.iter().zip(self.cams.iter_mut()) {
+            let lw = &cam.logwave;
+            let nd = cam.w.ndiag;
+            let width = max_buffer_width(lw, sigs, nd, SIGMA_G).max(nd + 4);
+            cj.width = width;
+            cj.ends.clear();
+            cj.ends.resize(3 * nl, (0, 0));
+            if cj.vals.len() < 3 * nl * width {
+                cj.vals.resize(3 * nl * width, 0.0);
+            }
+            for j in 0..nl {
+                let amp = amps[j];
+                if amp == 0.0 {
+                    continue;
+                }
+                let Some(g) = line_geom(spec.restwave[j], vs[j], sigs[j], lw, spec.z, SIGMA_G)
+                else {
+                    continue;
+                };
+                let len = g.hi - g.lo;
+                if len + 2 * (nd / 2) > width {
+                    return Err(KernelError::Shape(
+                        "emline jacobian: column wider than its buffer".into(),
+                    ));
+                }
+                let amp_eff = amp * g.sigma / g.sigma_eff;
+                let aos = amp / g.sigma_eff;
+                let inv2 = 0.5 / (g.sigma_eff * g.sigma_eff);
+                let inv = 1.0 / (g.sigma_eff * g.sigma_eff);
+                let s2 = g.sigma * g.sigma;
+                let (a0, v0, s0) = (j * width, (nl + j) * width, (2 * nl + j) * width);
+                for (k, &l) in lw[g.lo..g.hi].iter().enumerate() {
+                    let x = l - g.log_center;
+                    let gauss = (-x * x * inv2).exp();
+                    let gv = amp_eff * gauss;
+                    cj.vals[a0 + k] = gv / amp;
+                    cj.vals[v0 + k] = gv * x * inv / (C_LIGHT * g.line_shift);
+                    cj.vals[s0 + k] =
+                        aos * gauss / C_LIGHT * (1.0 - s2 * (1.0 - x * x * inv) * inv);
+                }
+                cj.ends[j] = (g.lo, g.hi);
+                cj.ends[nl + j] = (g.lo, g.hi);
+                cj.ends[2 * nl + j] = (g.lo, g.hi);
+                if sigs[j] == 0.0 {
+                    cj.ends[j] = (0, 0);
+                }
+            }
+            for (k, e) in cj.ends.iter_mut().enumerate() {
+                if mapping.is_fixed(k) {
+                    *e = (0, 0);
+                }
+            }
+            mul_wmj(
+                &weights[cam.start..cam.start + cam.npix()],
+                &cam.rowdata,
+                nd,
+                cj,
+                &mut self.buf,
+            );
+        }
+        Ok(())
+    }
+
+    /// out = J · v (v: free parameters, out: hstacked pixels).
+    pub fn matvec(
+        &mut self,
+        spec: &EmlineSpectrum,
+        mapping: &ParamsMapping,
+        v: &[f64],
+        out: &mut [f64],
+    ) {
+        mapping.jac_matvec(v, &mut self.vfull);
+        for (cam, cj) in spec.cameras.iter().zip(&self.cams) {
+            let o = &mut out[cam.start..cam.start + cam.npix()];
+            o.iter_mut().for_each(|x| *x = 0.0);
+            for (k, &(s, e)) in cj.ends.iter().enumerate() {
+                let f = self.vfull[k];
+                let col = &cj.vals[k * cj.width..k * cj.width + (e - s)];
+                for (x, &c) in o[s..e].iter_mut().zip(col) {
+                    *x += c * f;
+                }
+            }
+        }
+    }
+
+    /// out = Jᵀ · u (u: hstacked pixels, out: free parameters).
+    pub fn rmatvec(
+        &mut self,
+        spec: &EmlineSpectrum,
+        mapping: &ParamsMapping,
+        u: &[f64],
+        out: &mut [f64],
+    ) {
+        out.iter_mut().for_each(|x| *x = 0.0);
+        for (cam, cj) in spec.cameras.iter().zip(&self.cams) {
+            let uc = &u[cam.start..cam.start + cam.npix()];
+            for (k, &(s, e)) in cj.ends.iter().enumerate() {
+                let col = &cj.vals[k * cj.width..k * cj.width + (e - s)];
+                self.vfull[k] = col.iter().zip(&uc[s..e]).map(|(a, b)| a * b).sum();
+            }
+            mapping.jac_add_rmatvec(&self.vfull, out);
+        }
+    }
+}
+
+/// In place: column k of J (local range [s, e)) ← diag(w)·W·column, range
+/// widened by ±ndiag/2 and clipped to the camera (FastSpecFit's `mulWMJ`).
+fn mul_wmj(w: &[f64], rowdata: &[f64], nd: usize, cj: &mut CameraJac, buf: &mut Vec<f64>) {
+    let nbins = w.len();
+    let h = nd / 2;
+    if buf.len() < cj.width {
+        buf.resize(cj.width, 0.0);
+    }
+    for (k, end) in cj.ends.iter_mut().enumerate() {
+        let (s, e) = *end;
+        if s == e {
+            continue;
+        }
+        let col = &mut cj.vals[k * cj.width..(k + 1) * cj.width];
+        let imin = s.saturating_sub(h);
+        let imax = (e + h).min(nbins);
+        for i in imin..imax {
+            let kmin = (i.saturating_sub(h)).max(s);
+            let kmax = (i + h).min(e - 1);
+            let mut acc = 0.0;
+            for kk in kmin..=kmax {
+                acc += rowdata[i * nd + kk + h - i] * col[kk - s];
+            }
+            buf[i - imin] = acc * w[i];
+        }
+        col[..imax - imin].copy_from_slice(&buf[..imax - imin]);
+        *end = (imin, imax);
+    }
+}
