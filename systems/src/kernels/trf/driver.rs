@@ -2,47 +2,14 @@
 
 use super::super::nnls::householder::dot;
 use super::common::{
-    build_quadratic_1d, check_termination, cl_scaling, evaluate_quadratic, find_active, in_bounds,
-    make_strictly_feasible, minimize_quadratic_1d, norm, norm_inf, update_tr_radius, Jh, QScratch,
+    check_termination, cl_scaling, evaluate_quadratic, find_active, in_bounds,
+    make_strictly_feasible, norm, norm_inf, update_tr_radius, Jh, QScratch,
 };
 use super::exact::{factor, solve_lsq_trust_region};
-use super::lsmr::{lsmr, LinOp, LsmrBufs, LsmrParams};
 use super::model::Model;
 use super::step::{select_step, Geometry, StepBufs};
-use super::subspace::{qr_basis, reduced_model, solve_tr_1d, solve_tr_2d};
-use super::workspace::SubspaceScratch;
+use super::subspace::{solve_tr_1d, solve_tr_2d, subspace_model, SubspaceCtx};
 use super::{KernelError, TrSolver, TrfOptions, TrfStatus, TrfSummary, TrfWorkspace, XScale};
-
-/// \[J_h; diag(δ)\] (bounded, `delta` = Some) or J_h alone, as an LSMR operator.
-struct LsmrOp<'a, M: Model> {
-    jh: Jh<'a, M>,
-    delta: Option<&'a [f64]>,
-    m: usize,
-    tmp: &'a mut [f64],
-}
-
-impl<M: Model> LinOp for LsmrOp<'_, M> {
-    fn matvec(&mut self, x: &[f64], out: &mut [f64]) {
-        self.jh.mul(x, self.tmp, &mut out[..self.m]);
-        if let Some(dl) = self.delta {
-            for ((o, &di), &xi) in out[self.m..].iter_mut().zip(dl).zip(x) {
-                *o = di * xi;
-            }
-        }
-    }
-
-    fn rmatvec(&mut self, y: &[f64], out: &mut [f64]) {
-        self.jh.model.rmatvec(self.jh.jac, &y[..self.m], out);
-        for (o, &di) in out.iter_mut().zip(self.jh.d) {
-            *o *= di;
-        }
-        if let Some(dl) = self.delta {
-            for ((o, &di), &yi) in out.iter_mut().zip(dl).zip(&y[self.m..]) {
-                *o += di * yi;
-            }
-        }
-    }
-}
 
 fn validate(
     n: usize,
@@ -277,82 +244,18 @@ pub(super) fn run<M: Model>(
                     jac: &jac[..],
                     d: &d[..],
                 };
-                let mut reg_term = 0.0;
-                if lo.regularize {
-                    for i in 0..n {
-                        ag_h[i] = -g_h[i];
-                    }
-                    let mut q = QScratch {
-                        n: tmp_n2,
-                        m1: tmp_m,
-                        m2: tmp_m2,
-                    };
-                    let (a, b, _) = build_quadratic_1d(&jh, g_h, ag_h, dh, None, &mut q);
-                    let to_tr = delta / norm(g_h);
-                    let ag_value = minimize_quadratic_1d(a, b, 0.0, to_tr, 0.0).1;
-                    reg_term = -ag_value / (delta * delta);
-                }
-                let rows = if bounded { m + n } else { m };
-                let damp = if bounded {
-                    for i in 0..n {
-                        sub.delta[i] = (diag_h[i] + reg_term).sqrt();
-                    }
-                    lo.damp
-                } else {
-                    (lo.damp * lo.damp + reg_term).sqrt()
-                };
-                sub.rhs[..m].copy_from_slice(f);
-                sub.rhs[m..rows].fill(0.0);
-                let prm = LsmrParams {
-                    damp,
-                    atol: lo.atol,
-                    btol: lo.btol,
-                    conlim: lo.conlim,
-                    maxiter: lo.maxiter.unwrap_or(n),
-                };
-                let SubspaceScratch {
-                    u,
-                    ut,
-                    rhs,
-                    lv,
-                    lvt,
-                    lh,
-                    lhbar,
-                    lx,
-                    delta: dl,
-                    ltmp,
-                    ..
-                } = sub;
-                let mut op = LsmrOp {
-                    jh,
-                    delta: if bounded { Some(&dl[..n]) } else { None },
-                    m,
-                    tmp: &mut ltmp[..n],
-                };
-                let bufs = LsmrBufs {
-                    u: &mut u[..rows],
-                    ut: &mut ut[..rows],
-                    v: &mut lv[..n],
-                    vt: &mut lvt[..n],
-                    h: &mut lh[..n],
-                    hbar: &mut lhbar[..n],
-                    x: &mut lx[..n],
-                };
-                lsmr(&mut op, &rhs[..rows], prm, bufs);
-                k_sub = qr_basis(g_h, &sub.lx, &mut sub.smat);
-                let jh = Jh {
-                    model: &*model,
-                    jac: &jac[..],
-                    d: &d[..],
-                };
                 let mut q = QScratch {
                     n: tmp_n2,
                     m1: tmp_m,
                     m2: tmp_m2,
                 };
-                let (bm, gs) = reduced_model(&jh, &sub.smat, k_sub, dh, g_h, &mut sub.js, &mut q);
-                b_s = bm;
-                g_s = gs;
+                let ctx = SubspaceCtx {
+                    g_h,
+                    diag_h: dh,
+                    f,
+                    delta,
+                };
+                (k_sub, b_s, g_s) = subspace_model(&jh, &ctx, &lo, ag_h, &mut q, sub);
             }
         }
         let theta = (1.0 - g_norm).max(0.995);

@@ -9,8 +9,11 @@ use faer::linalg::evd::evd_real;
 use faer::{ColMut, MatRef, Par};
 
 use super::super::nnls::householder::{apply_reflector, dot, reflector};
-use super::common::{Jh, QScratch};
+use super::common::{build_quadratic_1d, minimize_quadratic_1d, norm, Jh, QScratch};
+use super::lsmr::{lsmr, LinOp, LsmrBufs, LsmrParams};
 use super::model::Model;
+use super::workspace::SubspaceScratch;
+use super::LsmrOptions;
 
 /// Orthonormal basis of span{a, b} (n×k column-major into `s`, k = min(n, 2)),
 /// LAPACK `dgeqrf` + `dorgqr` conventions. Returns k.
@@ -224,4 +227,136 @@ pub(super) fn solve_tr_1d(b: f64, g: f64, delta: f64) -> f64 {
     } else {
         delta
     }
+}
+
+/// \[J_h; diag(δ)\] (bounded, `delta` = Some) or J_h alone, as an LSMR operator.
+struct LsmrOp<'a, M: Model> {
+    jh: Jh<'a, M>,
+    delta: Option<&'a [f64]>,
+    m: usize,
+    tmp: &'a mut [f64],
+}
+
+impl<M: Model> LinOp for LsmrOp<'_, M> {
+    fn matvec(&mut self, x: &[f64], out: &mut [f64]) {
+        self.jh.mul(x, self.tmp, &mut out[..self.m]);
+        if let Some(dl) = self.delta {
+            for ((o, &di), &xi) in out[self.m..].iter_mut().zip(dl).zip(x) {
+                *o = di * xi;
+            }
+        }
+    }
+
+    fn rmatvec(&mut self, y: &[f64], out: &mut [f64]) {
+        self.jh.model.rmatvec(self.jh.jac, &y[..self.m], out);
+        for (o, &di) in out.iter_mut().zip(self.jh.d) {
+            *o *= di;
+        }
+        if let Some(dl) = self.delta {
+            for ((o, &di), &yi) in out.iter_mut().zip(dl).zip(&y[self.m..]) {
+                *o += di * yi;
+            }
+        }
+    }
+}
+
+/// Inputs of [`subspace_model`] for one outer iteration.
+pub(super) struct SubspaceCtx<'a> {
+    /// Scaled gradient g_h = d ∘ g.
+    pub(super) g_h: &'a [f64],
+    /// diag_h for the bounded variant, `None` for the unbounded one.
+    pub(super) diag_h: Option<&'a [f64]>,
+    /// Residuals f.
+    pub(super) f: &'a [f64],
+    /// Trust radius at the start of the outer iteration.
+    pub(super) delta: f64,
+}
+
+/// The per-outer-iteration part of `tr_solver='lsmr'`: the regularisation term,
+/// the LSMR Gauss–Newton direction gn_h of \[J_h; diag(√(diag_h + reg))\] against
+/// \[f; 0\] (bounded) or of J_h with damping √(damp² + reg) (unbounded), the
+/// basis S = qr(\[g_h, gn_h\]) (left in `sub.smat`) and the reduced model.
+/// `neg_g` (n) is scratch. Returns (columns of S, B_S, g_S).
+pub(super) fn subspace_model<M: Model>(
+    jh: &Jh<'_, M>,
+    ctx: &SubspaceCtx<'_>,
+    lo: &LsmrOptions,
+    neg_g: &mut [f64],
+    q: &mut QScratch<'_>,
+    sub: &mut SubspaceScratch,
+) -> (usize, [[f64; 2]; 2], [f64; 2]) {
+    let SubspaceCtx {
+        g_h,
+        diag_h,
+        f,
+        delta,
+    } = *ctx;
+    let n = g_h.len();
+    let m = f.len();
+    let mut reg_term = 0.0;
+    if lo.regularize {
+        for (a, &g) in neg_g.iter_mut().zip(g_h) {
+            *a = -g;
+        }
+        let (a, b, _) = build_quadratic_1d(jh, g_h, neg_g, diag_h, None, q);
+        let to_tr = delta / norm(g_h);
+        let ag_value = minimize_quadratic_1d(a, b, 0.0, to_tr, 0.0).1;
+        reg_term = -ag_value / (delta * delta);
+    }
+    let (rows, damp) = match diag_h {
+        Some(dh) => {
+            for (s, &v) in sub.delta.iter_mut().zip(dh) {
+                *s = (v + reg_term).sqrt();
+            }
+            (m + n, lo.damp)
+        }
+        None => (m, (lo.damp * lo.damp + reg_term).sqrt()),
+    };
+    sub.rhs[..m].copy_from_slice(f);
+    sub.rhs[m..rows].fill(0.0);
+    let prm = LsmrParams {
+        damp,
+        atol: lo.atol,
+        btol: lo.btol,
+        conlim: lo.conlim,
+        maxiter: lo.maxiter.unwrap_or(n),
+    };
+    {
+        let SubspaceScratch {
+            u,
+            ut,
+            rhs,
+            lv,
+            lvt,
+            lh,
+            lhbar,
+            lx,
+            delta: dl,
+            ltmp,
+            ..
+        } = &mut *sub;
+        let mut op = LsmrOp {
+            jh: Jh {
+                model: jh.model,
+                jac: jh.jac,
+                d: jh.d,
+            },
+            delta: diag_h.map(|_| &dl[..n]),
+            m,
+            tmp: &mut ltmp[..n],
+        };
+        let bufs = LsmrBufs {
+            u: &mut u[..rows],
+            ut: &mut ut[..rows],
+            v: &mut lv[..n],
+            vt: &mut lvt[..n],
+            h: &mut lh[..n],
+            hbar: &mut lhbar[..n],
+            x: &mut lx[..n],
+        };
+        lsmr(&mut op, &rhs[..rows], prm, bufs);
+    }
+    let k = qr_basis(g_h, &sub.lx[..n], &mut sub.smat);
+    let (bm, gs) = reduced_model(jh, &sub.smat, k, diag_h, g_h, &mut sub.js, q);
+    (k, bm, gs)
 }
