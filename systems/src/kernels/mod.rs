@@ -4,7 +4,6 @@
 //! against fixtures produced by the real FastSpecFit 3.6.1 (see `tests/fixtures`).
 
 pub mod brent;
-pub mod continuum;
 pub mod cosmology;
 pub mod derived;
 pub mod dust;
@@ -13,7 +12,6 @@ pub mod filters;
 pub mod igm;
 pub mod mwdust;
 pub mod nnls;
-pub mod prepare;
 pub mod rebin;
 pub mod resolution;
 pub mod sfd;
