@@ -27,6 +27,9 @@ fn init(args: &FitArgs, rank: usize) -> ProfileLayer {
     // One pool: `--mp N` threads in total for the passes; kernels inside a pass are sequential.
     let threads = args.mp.max(1);
     bevy_tasks::ComputeTaskPool::get_or_init(|| bevy_tasks::TaskPoolBuilder::new().num_threads(threads).build());
+    // rayon (used by dependencies) gets the same budget; faer runs sequentially inside kernels.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    fsf_systems::use_sequential_kernels();
     profile
 }
 

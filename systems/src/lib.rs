@@ -9,3 +9,9 @@
 
 pub mod kernels;
 pub mod passes;
+
+/// Make every faer call that does not pass an explicit `Par` sequential: parallelism belongs
+/// to the passes (one thread pool, `--mp` threads), never nested inside a kernel.
+pub fn use_sequential_kernels() {
+    faer::set_global_parallelism(faer::Par::Seq);
+}
