@@ -298,6 +298,7 @@ impl Engine {
         world.insert_resource(DustMap { ngp: sfd.ngp, sgp: sfd.sgp });
         world.insert_resource(fit_options(ctx));
         crate::resources::insert_fit_resources(&mut world, ctx)?;
+        crate::specphot::insert_derived_resources(&mut world, ctx)?;
         let mut schedule = Schedule::default();
         passes::add_systems(&mut schedule);
         Ok(Engine { world, schedule })
