@@ -12,6 +12,7 @@ pub mod filters;
 pub mod igm;
 pub mod mwdust;
 pub mod nnls;
+pub mod prepare;
 pub mod rebin;
 pub mod resolution;
 pub mod sfd;
