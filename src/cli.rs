@@ -23,6 +23,10 @@ pub enum Command {
     /// Production driver (FastSpecFit's `mpi-fastspecfit`): one output per input file,
     /// files balanced across MPI ranks, existing outputs skipped.
     Production(ProductionArgs),
+    /// Write simulated DESI-format Redrock + coadd files with photometry and a truth table.
+    Simulate(crate::simulate::SimulateArgs),
+    /// Compare two fastspec/fastphot catalogues column by column (matched on TARGETID).
+    Compare(crate::compare::CompareArgs),
 }
 
 /// Flags of the production driver (plus every `fastspec` flag).

@@ -3,10 +3,12 @@
 
 pub mod cli;
 pub mod comm;
+pub mod compare;
 pub mod io;
 pub mod metadata;
 pub mod production;
 pub mod profile;
 pub mod resources;
 pub mod run;
+pub mod simulate;
 pub mod specphot;

@@ -53,6 +53,26 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Simulate(a) => {
+            tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+            match fastspecfit::simulate::run_simulate(a) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Compare(a) => match fastspecfit::compare::run_compare(a) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Production(p) => {
             let comm = Comm::init();
             let profile = init(&p.fit, comm.rank());
