@@ -297,6 +297,10 @@ impl Engine {
         world.insert_resource(setup_from(&ctx.phot_cfg));
         world.insert_resource(DustMap { ngp: sfd.ngp, sgp: sfd.sgp });
         world.insert_resource(fit_options(ctx));
+        world.insert_resource(fsf_components::spectrum::SynthPhotometry {
+            bands: ctx.phot_cfg.synth_bands.clone(),
+            filters: ctx.phot_cfg.synth_filters.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        });
         crate::resources::insert_fit_resources(&mut world, ctx)?;
         crate::specphot::insert_derived_resources(&mut world, ctx)?;
         let mut schedule = Schedule::default();
