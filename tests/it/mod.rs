@@ -3,3 +3,4 @@ pub mod common;
 pub mod metadata;
 pub mod production;
 pub mod selection;
+pub mod specphot;
