@@ -4,3 +4,4 @@ pub mod metadata;
 pub mod production;
 pub mod selection;
 pub mod specphot;
+pub mod prepare;
