@@ -62,13 +62,21 @@ impl SynthFilterCache {
 }
 
 /// The per-file inputs shared by every target: coadd layout and shared wavelength grids.
-struct FileGeometry {
-    layout: CoaddLayout,
-    coadd_wave: Arc<Vec<f64>>,
-    camera_waves: Vec<Arc<Vec<f64>>>,
+#[derive(Debug, Clone)]
+pub struct FileGeometry {
+    /// Camera-coaddition layout of the file's cameras.
+    pub layout: CoaddLayout,
+    /// The coadd grid, shared by every target's [`PreparedSpectrum`].
+    pub coadd_wave: Arc<Vec<f64>>,
+    /// Each camera's grid (file order), shared likewise.
+    pub camera_waves: Vec<Arc<Vec<f64>>>,
 }
 
-fn file_geometry(sp: &SpectraColumns) -> Result<FileGeometry, KernelError> {
+/// Build the [`FileGeometry`] of a file's cameras.
+///
+/// # Errors
+/// As [`CoaddLayout::new`].
+pub fn file_geometry(sp: &SpectraColumns) -> Result<FileGeometry, KernelError> {
     let waves: Vec<&[f64]> = sp.cameras.iter().map(|c| c.wave_ang.as_slice()).collect();
     let layout = CoaddLayout::new(&waves)?;
     Ok(FileGeometry {
@@ -91,9 +99,7 @@ fn file_geometry(sp: &SpectraColumns) -> Result<FileGeometry, KernelError> {
 /// message names the step.
 pub fn prepare_target(
     sp: &SpectraColumns,
-    geo_layout: &CoaddLayout,
-    coadd_wave: &Arc<Vec<f64>>,
-    camera_waves: &[Arc<Vec<f64>>],
+    geo: &FileGeometry,
     row: usize,
     ebv: f64,
     floor: f64,
@@ -122,7 +128,7 @@ pub fn prepare_target(
             res: c.resolution_row(row),
         })
         .collect();
-    let coadd = coadd_cameras(geo_layout, &inputs).map_err(|e| format!("coadd_cameras: {e}"))?;
+    let coadd = coadd_cameras(&geo.layout, &inputs).map_err(|e| format!("coadd_cameras: {e}"))?;
     let npix = coadd.flux.len();
     let coadd_res_deconv = Resolution::new(coadd.ndiag, npix, coadd.res.clone())
         .and_then(|r| r.deconvolved())
@@ -153,7 +159,7 @@ pub fn prepare_target(
                 out.cameras.push(CameraSpectrum {
                     name: c.name.clone(),
                     file_index: icam,
-                    wave_ang: camera_waves[icam].clone(),
+                    wave_ang: geo.camera_waves[icam].clone(),
                     flux: p.flux,
                     ivar: p.ivar,
                     mask: p.mask,
@@ -173,7 +179,7 @@ pub fn prepare_target(
         synth_nanomaggies(
             filters,
             &coadd.flux,
-            coadd_wave,
+            &geo.coadd_wave,
             &mut synth,
             &mut scaled,
             &mut scratch,
@@ -181,7 +187,7 @@ pub fn prepare_target(
         .map_err(|e| format!("synthesized photometry: {e}"))?;
         out.flux_synth_nmgy = synth;
     }
-    out.coadd_wave = coadd_wave.clone();
+    out.coadd_wave = geo.coadd_wave.clone();
     out.coadd_flux = coadd.flux;
     out.coadd_ivar = coadd.ivar;
     out.coadd_ndiag = coadd.ndiag;
@@ -255,17 +261,9 @@ pub fn prepare_spectra(
                 Ok(None)
             };
             let res = filters.and_then(|f| {
-                prepare_target(
-                    &sp,
-                    &geo.layout,
-                    &geo.coadd_wave,
-                    &geo.camera_waves,
-                    target.row,
-                    dust.ebv,
-                    floor,
-                    f,
-                    |cam, why| tracing::warn!(targetid = tid, "dropping camera {cam}: {why}"),
-                )
+                prepare_target(&sp, &geo, target.row, dust.ebv, floor, f, |cam, why| {
+                    tracing::warn!(targetid = tid, "dropping camera {cam}: {why}")
+                })
             });
             match res {
                 Ok(p) => *prep = p,

@@ -75,7 +75,10 @@ impl CoaddLayout {
                 Some(last) => wave.extend(waves[b].iter().copied().filter(|&w| w > last + tol)),
             }
         }
-        if wave.windows(2).any(|p| !(p[1] > p[0])) {
+        if wave
+            .windows(2)
+            .any(|p| p[1].partial_cmp(&p[0]) != Some(std::cmp::Ordering::Greater))
+        {
             return Err(KernelError::Domain(
                 "coadd_cameras: combined grid not strictly increasing".into(),
             ));
@@ -181,6 +184,7 @@ pub struct Coadd {
 ///
 /// # Errors
 /// [`KernelError::Shape`] if the cameras do not match the layout.
+#[allow(clippy::needless_range_loop)] // several arrays indexed at offsets of `j`
 pub fn coadd_cameras(layout: &CoaddLayout, cams: &[CameraInput<'_>]) -> Result<Coadd, KernelError> {
     if cams.len() != layout.start.len() {
         return Err(KernelError::Shape(format!(
