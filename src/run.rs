@@ -14,7 +14,7 @@ use fsf_systems::passes::{self, mw_dust::DustMap};
 use crate::cli::FitArgs;
 use crate::io::desi::{read_targets, FileTargets, SelectOptions};
 use crate::io::fits::{write_fits_atomic, Card, CardValue, OutHdu};
-use crate::io::spectra::read_spectra;
+use crate::io::spectra::read_spectra_checked;
 use crate::io::photometry::{gather_photometry, GatheredPhotometry, PhotometryConfig, PhotometrySource};
 use crate::io::IoError;
 use crate::metadata::{build_metadata, FileMeta};
@@ -252,7 +252,16 @@ pub fn load_file(redrock: &Path, ctx: &RunContext) -> Result<Option<LoadedFile>,
     let kept: Vec<usize> = (0..targets.len()).filter(|&i| phot.keep[i]).collect();
     let spectra = if ctx.mode == Mode::Fastspec {
         let file_rows: Vec<usize> = kept.iter().map(|&i| targets.rows[i]).collect();
-        Some(read_spectra(&targets.coadd_path, &file_rows, targets.nrows_file)?)
+        let (sp, bad) = read_spectra_checked(&targets.coadd_path, &file_rows, targets.nrows_file)?;
+        for b in bad {
+            tracing::warn!(
+                targetid = targets.targetid[kept[b.target]],
+                camera = %b.camera,
+                npix = b.npix,
+                "non-finite or negative-ivar pixels masked (FastSpecFit would stop the file)"
+            );
+        }
+        Some(sp)
     } else {
         None
     };

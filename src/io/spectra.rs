@@ -7,7 +7,69 @@ use fsf_components::{CameraColumns, SpectraColumns};
 use super::fits::FitsReader;
 use super::IoError;
 
-/// Read the spectra of the coadd rows `rows` (in that order) for every camera present.
+/// Pixels of one target and camera that were unusable as read (non-finite flux or ivar, or
+/// negative ivar) and have been masked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadPixels {
+    /// Index of the target in `rows`.
+    pub target: usize,
+    /// Camera name.
+    pub camera: String,
+    /// Number of pixels masked.
+    pub npix: usize,
+}
+
+/// Mask pixels FastSpecFit cannot survive: non-finite flux or ivar, negative ivar.
+///
+/// DEVIATION (a fix): FastSpecFit loses the whole file to one NaN flux pixel; here such a
+/// pixel gets flux 0, ivar 0 and mask bit 2³¹ (set only by this reader), which every later
+/// step already treats as "not measured".
+pub const MASK_BAD_INPUT: u32 = 1 << 31;
+
+fn sanitize(cam: &mut CameraColumns, bad: &mut Vec<BadPixels>) {
+    let n = cam.npix;
+    for t in 0..cam.flux.len() / n.max(1) {
+        let mut count = 0;
+        for i in t * n..(t + 1) * n {
+            let (f, iv) = (cam.flux[i], cam.ivar[i]);
+            if !f.is_finite() || !iv.is_finite() || iv < 0.0 {
+                cam.flux[i] = 0.0;
+                cam.ivar[i] = 0.0;
+                cam.mask[i] |= MASK_BAD_INPUT;
+                count += 1;
+            }
+        }
+        let res = &mut cam.resolution[t * cam.ndiag * n..(t + 1) * cam.ndiag * n];
+        let nonfinite_res = res.iter().filter(|x| !x.is_finite()).count();
+        if nonfinite_res > 0 {
+            res.iter_mut().filter(|x| !x.is_finite()).for_each(|x| *x = 0.0);
+        }
+        if count > 0 || nonfinite_res > 0 {
+            bad.push(BadPixels { target: t, camera: cam.name.clone(), npix: count + nonfinite_res });
+        }
+    }
+}
+
+/// Read the spectra of the coadd rows `rows` (in that order) for every camera present,
+/// masking unusable pixels (see [`MASK_BAD_INPUT`]) and reporting them.
+///
+/// # Errors
+/// Missing or truncated HDUs, or arrays whose shapes disagree with the FIBERMAP.
+pub fn read_spectra_checked(
+    coadd: &Path,
+    rows: &[usize],
+    nrows_file: usize,
+) -> Result<(SpectraColumns, Vec<BadPixels>), IoError> {
+    let mut sp = read_spectra(coadd, rows, nrows_file)?;
+    let mut bad = Vec::new();
+    for cam in &mut sp.cameras {
+        sanitize(cam, &mut bad);
+    }
+    Ok((sp, bad))
+}
+
+/// Read the spectra of the coadd rows `rows` (in that order) for every camera present, as
+/// stored (no checks of the values).
 ///
 /// # Errors
 /// Missing or truncated HDUs, or arrays whose shapes disagree with the FIBERMAP.
