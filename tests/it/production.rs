@@ -204,3 +204,61 @@ fn which_mpirun() -> Result<PathBuf, ()> {
     }
     Err(())
 }
+
+#[test]
+fn input_vanishing_mid_run_fails_that_file_only() {
+    let d = tempfile::tempdir().unwrap();
+    let rrs = make_tree(d.path(), 4);
+    let out = d.path().join("out");
+    let args = prod_args(d.path(), &out);
+    let child = Command::new(bin())
+        .args(&args)
+        .env("FASTSPECFIT_TEST_PAUSE_MS", "500")
+        .env_remove("DUST_DIR")
+        .env_remove("FPHOTO_DIR")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while outputs(&out).is_empty() {
+        assert!(t0.elapsed().as_secs() < 120, "no output appeared");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The first file is done and the second is already prefetched: remove the last input.
+    std::fs::remove_file(rrs[3].with_file_name("coadd-3-80613-thru20210324.fits")).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("3 files fitted") && err.contains("1 failed"), "{err}");
+    assert!(err.contains("coadd-3-80613-thru20210324.fits"), "{err}");
+    assert_eq!(outputs(&out).len(), 3);
+}
+
+#[test]
+fn output_directory_lost_mid_run_fails_the_remaining_files_cleanly() {
+    let d = tempfile::tempdir().unwrap();
+    make_tree(d.path(), 3);
+    let out = d.path().join("out");
+    let args = prod_args(d.path(), &out);
+    let child = Command::new(bin())
+        .args(&args)
+        .env("FASTSPECFIT_TEST_PAUSE_MS", "500")
+        .env_remove("DUST_DIR")
+        .env_remove("FPHOTO_DIR")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while outputs(&out).is_empty() {
+        assert!(t0.elapsed().as_secs() < 120, "no output appeared");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Replace the output tree by a plain file: nothing more can be written there.
+    std::fs::remove_dir_all(out.join("prod")).unwrap();
+    std::fs::write(out.join("prod"), b"not a directory").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("2 failed"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
