@@ -1,5 +1,6 @@
 pub mod bad_input;
 pub mod common;
+pub mod fuzz;
 pub mod metadata;
 pub mod production;
 pub mod robust;
