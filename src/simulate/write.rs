@@ -244,7 +244,8 @@ pub fn write_photometry(fits: &Path, yaml: &Path, truth: &[Truth]) -> anyhow::Re
     let text = format!(
         "# Simulated DR9-like photometry (fastspecfit simulate)\n\nuniqueid: 'TARGETID'\n\nphotounits: 'nanomaggies'\n\n\
 synth_bands: ['g', 'r', 'z']\nbands: [{bands}]\nbands_to_fit: [{fit}]\n\n\
-synth_filters: {{'': ['BASS-g', 'BASS-r', 'MzLS-z']}}\nfilters: {{'': [{filters}]}}\n\n\
+synth_filters: {{'N': ['BASS-g', 'BASS-r', 'MzLS-z'], 'S': ['decam2014-g', 'decam2014-r', 'decam2014-z']}}\n\
+filters: {{'N': [{filters}],\n          'S': ['decam2014-g', 'decam2014-r', 'decam2014-z', 'wise2010-W1', 'wise2010-W2']}}\n\n\
 min_uncertainty: [{minu}]\n\nreadcols: ['TARGETID', 'RA', 'DEC']\n\n\
 fluxcols: [{flux}]\n\nfluxivarcols: [{ivar}]\n\n\
 absmag_bands: ['decam_g', 'decam_r', 'decam_z', 'wise_w1']\n\nband_shift: [0.1, 0.1, 0.1, 0.0]\n\n\
