@@ -97,16 +97,23 @@ pub fn run_simulate(args: &SimulateArgs) -> anyhow::Result<()> {
 /// As [`run_simulate`].
 pub fn simulate(args: &SimulateArgs) -> anyhow::Result<SimulatedSet> {
     anyhow::ensure!(args.ntargets > 0, "simulate: -n must be at least 1");
-    std::fs::create_dir_all(&args.outdir).with_context(|| format!("{}: cannot create", args.outdir.display()))?;
+    std::fs::create_dir_all(&args.outdir)
+        .with_context(|| format!("{}: cannot create", args.outdir.display()))?;
     let tpath = match &args.templates {
         Some(p) => p.clone(),
         None => crate::io::templates::bundled_template_path(),
     };
     let templates = crate::io::templates::read_templates(&tpath)?;
     let lines = crate::io::emlines::load_line_table(None)?;
-    let mapdir = args.mapdir.clone().unwrap_or_else(|| crate::run::bundled_data_dir().join("desi"));
+    let mapdir = args
+        .mapdir
+        .clone()
+        .unwrap_or_else(|| crate::run::bundled_data_dir().join("desi"));
     let sfd = crate::io::sfd::load_sfd(&mapdir)?;
-    let filters = write::BANDS.iter().map(|b| load_filter(b.1)).collect::<Result<Vec<_>, _>>()?;
+    let filters = write::BANDS
+        .iter()
+        .map(|b| load_filter(b.1))
+        .collect::<Result<Vec<_>, _>>()?;
     let depth: Vec<f64> = write::BANDS.iter().map(|b| b.2).collect();
     let cameras = desi_cameras();
     let cosmo = Cosmology::desi_fiducial()?;
@@ -135,7 +142,11 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<SimulatedSet> {
         truth.push(t);
         spec.push(s);
     }
-    let id = write::SetId { survey: args.survey.clone(), program: args.program.clone(), healpix: FIELD.2 };
+    let id = write::SetId {
+        survey: args.survey.clone(),
+        program: args.program.clone(),
+        healpix: FIELD.2,
+    };
     let stem = format!("{}-{}-{}", id.survey, id.program, id.healpix);
     let set = SimulatedSet {
         redrock: args.outdir.join(format!("redrock-{stem}.fits")),
@@ -147,22 +158,51 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<SimulatedSet> {
     write::write_coadd(&set.coadd, &id, &truth, &cameras, &spec)?;
     write::write_redrock(&set.redrock, &id, &truth)?;
     write::write_photometry(&set.phot, &set.phot_yaml, &truth)?;
-    write_truth(&set.truth, &truth, &lines.lines.iter().map(|l| l.name.to_uppercase()).collect::<Vec<_>>(), templates.ntemplate)?;
+    write_truth(
+        &set.truth,
+        &truth,
+        &lines
+            .lines
+            .iter()
+            .map(|l| l.name.to_uppercase())
+            .collect::<Vec<_>>(),
+        templates.ntemplate,
+    )?;
     Ok(set)
 }
 
-fn write_truth(path: &std::path::Path, truth: &[Truth], line_names: &[String], ntemplate: usize) -> anyhow::Result<()> {
+fn write_truth(
+    path: &std::path::Path,
+    truth: &[Truth],
+    line_names: &[String],
+    ntemplate: usize,
+) -> anyhow::Result<()> {
     let f64c = |f: &dyn Fn(&Truth) -> f64| ColData::F64(truth.iter().map(f).collect());
     let mut columns = vec![
-        OutColumn::new("TARGETID", ColData::I64(truth.iter().map(|t| t.targetid).collect())),
+        OutColumn::new(
+            "TARGETID",
+            ColData::I64(truth.iter().map(|t| t.targetid).collect()),
+        ),
         OutColumn::new("Z", f64c(&|t| t.z)),
-        OutColumn::new("CLASS", ColData::Str(truth.iter().map(|t| t.kind.name().to_string()).collect(), 11)),
+        OutColumn::new(
+            "CLASS",
+            ColData::Str(
+                truth.iter().map(|t| t.kind.name().to_string()).collect(),
+                11,
+            ),
+        ),
         OutColumn::new("RA", f64c(&|t| t.ra)),
         OutColumn::new("DEC", f64c(&|t| t.dec)),
         OutColumn::new("EBV", f64c(&|t| t.ebv)),
         OutColumn::new(
             "COEFF",
-            ColData::F32Vec(truth.iter().flat_map(|t| t.coeff.iter().map(|c| *c as f32)).collect(), ntemplate),
+            ColData::F32Vec(
+                truth
+                    .iter()
+                    .flat_map(|t| t.coeff.iter().map(|c| *c as f32))
+                    .collect(),
+                ntemplate,
+            ),
         ),
         OutColumn::new("TAUV", f64c(&|t| t.tauv)),
         OutColumn::new("VDISP", f64c(&|t| t.vdisp)),
@@ -170,12 +210,26 @@ fn write_truth(path: &std::path::Path, truth: &[Truth], line_names: &[String], n
         OutColumn::new("BROAD_SIGMA", f64c(&|t| t.broad_sigma)),
     ];
     for (k, name) in line_names.iter().enumerate() {
-        columns.push(OutColumn::new(format!("{name}_FLUX"), f64c(&|t| t.line_flux[k])));
+        columns.push(OutColumn::new(
+            format!("{name}_FLUX"),
+            f64c(&|t| t.line_flux[k]),
+        ));
     }
     for (b, (band, _, _)) in write::BANDS.iter().enumerate() {
-        columns.push(OutColumn::new(format!("FLUX_{band}"), f64c(&|t| t.phot_true[b])));
+        columns.push(OutColumn::new(
+            format!("FLUX_{band}"),
+            f64c(&|t| t.phot_true[b]),
+        ));
     }
-    write_fits_atomic(path, &[], &[OutHdu::Table { extname: "TRUTH".into(), columns, cards: vec![] }])
-        .context("writing the truth table")?;
+    write_fits_atomic(
+        path,
+        &[],
+        &[OutHdu::Table {
+            extname: "TRUTH".into(),
+            columns,
+            cards: vec![],
+        }],
+    )
+    .context("writing the truth table")?;
     Ok(())
 }

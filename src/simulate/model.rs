@@ -123,7 +123,11 @@ pub struct SimContext<'a> {
 /// Narrow lines relative to Hβ; entries whose ratio depends on per-target draws are set
 /// in [`line_ratios`].
 fn line_ratios(rng: &mut Rng, kind: Kind) -> Vec<(&'static str, f64)> {
-    let o3 = if kind == Kind::Quiescent { rng.range(0.2, 1.0) } else { rng.range(0.3, 4.0) };
+    let o3 = if kind == Kind::Quiescent {
+        rng.range(0.2, 1.0)
+    } else {
+        rng.range(0.3, 4.0)
+    };
     let o2 = rng.range(0.8, 3.0);
     let n2 = rng.range(0.1, 0.5) * 2.86;
     vec![
@@ -196,7 +200,11 @@ pub fn simulate_target(
         Kind::BroadLine => (rng.range(0.0, 0.5), rng.range(80.0, 200.0)),
     };
     let narrow_sigma = rng.range(50.0, 150.0);
-    let broad_sigma = if kind == Kind::BroadLine { rng.range(1000.0, 3000.0) } else { 0.0 };
+    let broad_sigma = if kind == Kind::BroadLine {
+        rng.range(1000.0, 3000.0)
+    } else {
+        0.0
+    };
 
     // Rest-frame continuum, convolved, attenuated and moved to the observed frame.
     let nw = t.nwave;
@@ -206,21 +214,32 @@ pub fn simulate_target(
             *r += c * f;
         }
     }
-    let grid = VdispGrid { lo: t.pixkms_bounds.0, hi: t.pixkms_bounds.1, pixkms: t.pixkms };
+    let grid = VdispGrid {
+        lo: t.pixkms_bounds.0,
+        hi: t.pixkms_bounds.1,
+        pixkms: t.pixkms,
+    };
     let mut ws = VdispWorkspace::new(0, gaussian_radius(vdisp / t.pixkms));
     let mut model = vec![0.0; nw];
     convolve_direct(&rest, &grid, vdisp, &mut ws, &mut model).context("vdisp convolution")?;
     let obs_wave: Vec<f64> = t.wave_ang.iter().map(|w| w * (1.0 + z)).collect();
     let mut atten = vec![0.0; nw];
     attenuation(tauv, &t.dust_klambda, &mut atten).context("dust attenuation")?;
-    let dlum = ctx.cosmo.luminosity_distance(z).context("luminosity distance")?;
+    let dlum = ctx
+        .cosmo
+        .luminosity_distance(z)
+        .context("luminosity distance")?;
     let mut zf = vec![0.0; nw];
     zfactors(ctx.igm, z, dlum, FLUXNORM, MASSNORM, &obs_wave, &mut zf).context("IGM")?;
     attenuate(&mut model, &atten, &zf, &t.wave_ang, &t.dustflux).context("dust")?;
 
     // Normalise to a DESI-like continuum level (1e-17 erg/s/cm²/Å) at 5000-9000 Å.
-    let mut inband: Vec<f64> =
-        obs_wave.iter().zip(&model).filter(|(w, _)| (5000.0..9000.0).contains(*w)).map(|(_, m)| *m).collect();
+    let mut inband: Vec<f64> = obs_wave
+        .iter()
+        .zip(&model)
+        .filter(|(w, _)| (5000.0..9000.0).contains(*w))
+        .map(|(_, m)| *m)
+        .collect();
     inband.sort_by(f64::total_cmp);
     let med = inband.get(inband.len() / 2).copied().unwrap_or(0.0);
     let level = rng.log_range(1.0, 8.0);
@@ -237,9 +256,17 @@ pub fn simulate_target(
         Kind::Quiescent => rng.range(0.5, 3.0),
         _ => rng.range(5.0, 60.0),
     };
-    let fhb = if ctx.no_lines { 0.0 } else { ew * (1.0 + z) * cont_hb };
+    let fhb = if ctx.no_lines {
+        0.0
+    } else {
+        ew * (1.0 + z) * cont_hb
+    };
     let ratios = line_ratios(rng, kind);
-    let broad_hb = if kind == Kind::BroadLine { rng.range(2.0, 6.0) * fhb.max(0.1) } else { 0.0 };
+    let broad_hb = if kind == Kind::BroadLine {
+        rng.range(2.0, 6.0) * fhb.max(0.1)
+    } else {
+        0.0
+    };
     let line_flux: Vec<f64> = ctx
         .lines
         .lines
@@ -248,7 +275,10 @@ pub fn simulate_target(
             "hbeta_broad" => broad_hb,
             "halpha_broad" => 3.0 * broad_hb,
             "hgamma_broad" => 0.47 * broad_hb,
-            n => ratios.iter().find(|(r, _)| *r == n).map_or(0.0, |(_, r)| r * fhb),
+            n => ratios
+                .iter()
+                .find(|(r, _)| *r == n)
+                .map_or(0.0, |(_, r)| r * fhb),
         })
         .collect();
     let sigma_of = |i: usize| {
@@ -265,13 +295,21 @@ pub fn simulate_target(
     let mut mw = vec![0.0; nw];
     dust_transmission(&f99, &obs_wave, ebv, &mut mw).context("Milky Way dust")?;
     let cont_obs: Vec<f64> = model.iter().zip(&mw).map(|(m, t)| m * t).collect();
-    let centres: Vec<f64> = ctx.lines.lines.iter().map(|l| l.restwave * (1.0 + z)).collect();
+    let centres: Vec<f64> = ctx
+        .lines
+        .lines
+        .iter()
+        .map(|l| l.restwave * (1.0 + z))
+        .collect();
     let mut mw_line = vec![0.0; centres.len()];
     dust_transmission(&f99, &centres, ebv, &mut mw_line).context("Milky Way dust")?;
 
-    let cams = render_cameras(ctx, rng, &obs_wave, &cont_obs, &centres, &line_flux, &mw_line, &sigma_of)?;
-    let (phot_true, phot, phot_ivar) =
-        photometry(ctx, rng, &obs_wave, &cont_obs, &centres, &line_flux, &mw_line, &sigma_of)?;
+    let cams = render_cameras(
+        ctx, rng, &obs_wave, &cont_obs, &centres, &line_flux, &mw_line, &sigma_of,
+    )?;
+    let (phot_true, phot, phot_ivar) = photometry(
+        ctx, rng, &obs_wave, &cont_obs, &centres, &line_flux, &mw_line, &sigma_of,
+    )?;
     let truth = Truth {
         targetid,
         ra,
@@ -311,7 +349,8 @@ fn render_cameras(
         let mut edges = vec![0.0; n + 1];
         centers2edges(&cam.wave, &mut edges).context("camera edges")?;
         let mut pix = vec![0.0; n];
-        trapz_rebin(obs_wave, cont_obs, &edges, &mut pix).with_context(|| format!("rebinning camera {}", cam.name))?;
+        trapz_rebin(obs_wave, cont_obs, &edges, &mut pix)
+            .with_context(|| format!("rebinning camera {}", cam.name))?;
         for (i, (&c, &f)) in centres.iter().zip(line_flux).enumerate() {
             if f > 0.0 && c > edges[0] - 50.0 && c < edges[n] + 50.0 {
                 pixel_gaussian(&edges, c, c * sigma_of(i) / C_KMS, f * mw_line[i], &mut pix);
@@ -339,7 +378,13 @@ fn render_cameras(
                 ivar[i] = 0.0;
             }
         }
-        out.push(CameraSim { model, flux, ivar, mask, resolution });
+        out.push(CameraSim {
+            model,
+            flux,
+            ivar,
+            mask,
+            resolution,
+        });
     }
     Ok(out)
 }
@@ -362,7 +407,9 @@ fn photometry(
         if f <= 0.0 {
             continue;
         }
-        let k = obs_wave.partition_point(|w| *w < c).clamp(1, obs_wave.len() - 1);
+        let k = obs_wave
+            .partition_point(|w| *w < c)
+            .clamp(1, obs_wave.len() - 1);
         let dw = obs_wave[k] - obs_wave[k - 1];
         let s = (c * sigma_of(i) / C_KMS).max(dw);
         let norm = f * mw_line[i] / (s * (2.0 * std::f64::consts::PI).sqrt());
@@ -375,7 +422,14 @@ fn photometry(
     }
     let cgs: Vec<f64> = spec.iter().map(|v| v / FLUXNORM).collect();
     let mut maggies = vec![0.0; ctx.filters.len()];
-    ab_maggies(ctx.filters, &cgs, obs_wave, &mut maggies, &mut SynthScratch::new()).context("synthetic photometry")?;
+    ab_maggies(
+        ctx.filters,
+        &cgs,
+        obs_wave,
+        &mut maggies,
+        &mut SynthScratch::new(),
+    )
+    .context("synthetic photometry")?;
     let truth: Vec<f64> = maggies.iter().map(|m| m * 1e9).collect();
     let mut obs = truth.clone();
     let mut ivar = vec![0.0; truth.len()];

@@ -15,13 +15,20 @@ pub struct CameraGrid {
 
 /// DESI's coadd grids: 3600–5800, 5760–7620 and 7520–9824 Å at 0.8 Å.
 pub fn desi_cameras() -> Vec<CameraGrid> {
-    [("B", 3600.0, 5800.0), ("R", 5760.0, 7620.0), ("Z", 7520.0, 9824.0)]
-        .into_iter()
-        .map(|(name, lo, hi)| {
-            let n = ((hi - lo) / 0.8_f64).round() as usize + 1;
-            CameraGrid { name, wave: (0..n).map(|i| lo + 0.8 * i as f64).collect() }
-        })
-        .collect()
+    [
+        ("B", 3600.0, 5800.0),
+        ("R", 5760.0, 7620.0),
+        ("Z", 7520.0, 9824.0),
+    ]
+    .into_iter()
+    .map(|(name, lo, hi)| {
+        let n = ((hi - lo) / 0.8_f64).round() as usize + 1;
+        CameraGrid {
+            name,
+            wave: (0..n).map(|i| lo + 0.8 * i as f64).collect(),
+        }
+    })
+    .collect()
 }
 
 /// Line-spread σ in pixels along a camera (DESI-like: FWHM ≈ 1.8 Å, broader at the
@@ -46,7 +53,9 @@ pub fn gaussian_resolution(cam: &CameraGrid, scale: f64) -> Vec<f64> {
     let mut data = vec![0.0; NDIAG * n];
     for j in 0..n {
         let s = lsf_sigma_pix(cam, j, scale);
-        let w: Vec<f64> = (0..NDIAG).map(|d| (-0.5 * ((half - d as i64) as f64 / s).powi(2)).exp()).collect();
+        let w: Vec<f64> = (0..NDIAG)
+            .map(|d| (-0.5 * ((half - d as i64) as f64 / s).powi(2)).exp())
+            .collect();
         let norm: f64 = w.iter().sum();
         for (d, v) in w.iter().enumerate() {
             data[d * n + j] = v / norm;
@@ -77,7 +86,10 @@ pub fn erf(x: f64) -> f64 {
     let s = x.signum();
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     s * (1.0 - poly * (-a * a).exp())
 }
 
@@ -116,7 +128,9 @@ mod tests {
     fn resolution_conserves_flux_and_lines_integrate() {
         let cam = &desi_cameras()[0];
         let r = gaussian_resolution(cam, 1.0);
-        let x: Vec<f64> = (0..cam.wave.len()).map(|i| if i == 1000 { 1.0 } else { 0.0 }).collect();
+        let x: Vec<f64> = (0..cam.wave.len())
+            .map(|i| if i == 1000 { 1.0 } else { 0.0 })
+            .collect();
         let y = apply_resolution(&r, &x);
         assert!((y.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         let mut edges = vec![0.0; cam.wave.len() + 1];

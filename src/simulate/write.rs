@@ -51,7 +51,11 @@ pub fn healpix_cards(id: &SetId) -> Vec<Card> {
         Card::new("PROGRAM", s(&id.program), ""),
         Card::new("DEPNAM00", s("SPECPROD"), ""),
         Card::new("DEPVER00", s("simulated"), ""),
-        Card::new("SIMULATE", CardValue::Bool(true), "written by fastspecfit simulate"),
+        Card::new(
+            "SIMULATE",
+            CardValue::Bool(true),
+            "written by fastspecfit simulate",
+        ),
     ]
 }
 
@@ -69,7 +73,10 @@ pub fn write_redrock(path: &Path, id: &SetId, truth: &[Truth]) -> anyhow::Result
         columns: vec![
             col("TARGETID", ColData::I64(tid.clone())),
             col("Z", ColData::F64(truth.iter().map(|t| t.z).collect())),
-            col("ZERR", ColData::F64(truth.iter().map(|t| 1e-5 * (1.0 + t.z)).collect())),
+            col(
+                "ZERR",
+                ColData::F64(truth.iter().map(|t| 1e-5 * (1.0 + t.z)).collect()),
+            ),
             col("ZWARN", ColData::I64(vec![0; n])),
             col("CHI2", ColData::F64(vec![7000.0; n])),
             col("COEFF", ColData::F32Vec(vec![0.0; 10 * n], 10)),
@@ -86,13 +93,16 @@ pub fn write_redrock(path: &Path, id: &SetId, truth: &[Truth]) -> anyhow::Result
     let tsnr = OutHdu::Table {
         extname: "TSNR2".into(),
         columns: std::iter::once(col("TARGETID", ColData::I64(tid)))
-            .chain(["BGS", "ELG", "LRG", "LYA", "QSO"].iter().map(|c| {
-                col(&format!("TSNR2_{c}"), ColData::F32(vec![100.0; n]))
-            }))
+            .chain(
+                ["BGS", "ELG", "LRG", "LYA", "QSO"]
+                    .iter()
+                    .map(|c| col(&format!("TSNR2_{c}"), ColData::F32(vec![100.0; n]))),
+            )
             .collect(),
         cards: vec![],
     };
-    write_fits_atomic(path, &cards, &[redshifts, fm, efm, tsnr]).context("writing the Redrock file")?;
+    write_fits_atomic(path, &cards, &[redshifts, fm, efm, tsnr])
+        .context("writing the Redrock file")?;
     Ok(())
 }
 
@@ -100,15 +110,25 @@ pub fn write_redrock(path: &Path, id: &SetId, truth: &[Truth]) -> anyhow::Result
 fn fibermaps(truth: &[Truth]) -> (OutHdu, OutHdu) {
     let n = truth.len();
     let tid: Vec<i64> = truth.iter().map(|t| t.targetid).collect();
-    let f32c = |f: &dyn Fn(&Truth) -> f64| ColData::F32(truth.iter().map(|t| f(t) as f32).collect());
+    let f32c =
+        |f: &dyn Fn(&Truth) -> f64| ColData::F32(truth.iter().map(|t| f(t) as f32).collect());
     let mut columns = vec![
         col("TARGETID", ColData::I64(tid.clone())),
         col("COADD_FIBERSTATUS", ColData::I32(vec![0; n])),
-        col("TARGET_RA", ColData::F64(truth.iter().map(|t| t.ra).collect())),
-        col("TARGET_DEC", ColData::F64(truth.iter().map(|t| t.dec).collect())),
+        col(
+            "TARGET_RA",
+            ColData::F64(truth.iter().map(|t| t.ra).collect()),
+        ),
+        col(
+            "TARGET_DEC",
+            ColData::F64(truth.iter().map(|t| t.dec).collect()),
+        ),
         col("OBJTYPE", ColData::Str(vec!["TGT".into(); n], 3)),
         col("RELEASE", ColData::I16(vec![9010; n])),
-        col("BRICKNAME", ColData::Str(truth.iter().map(|t| brickname(t.ra, t.dec)).collect(), 8)),
+        col(
+            "BRICKNAME",
+            ColData::Str(truth.iter().map(|t| brickname(t.ra, t.dec)).collect(), 8),
+        ),
         col("BRICKID", ColData::I32(vec![0; n])),
         col("BRICK_OBJID", ColData::I32((0..n as i32).collect())),
         col("MORPHTYPE", ColData::Str(vec!["REX".into(); n], 4)),
@@ -137,28 +157,51 @@ fn fibermaps(truth: &[Truth]) -> (OutHdu, OutHdu) {
         col("COADD_EXPTIME", ColData::F32(vec![2000.0; n])),
         col("COADD_NUMNIGHT", ColData::I16(vec![2; n])),
         col("COADD_NUMTILE", ColData::I16(vec![2; n])),
-        col("MEAN_FIBER_RA", ColData::F64(truth.iter().map(|t| t.ra).collect())),
-        col("MEAN_FIBER_DEC", ColData::F64(truth.iter().map(|t| t.dec).collect())),
+        col(
+            "MEAN_FIBER_RA",
+            ColData::F64(truth.iter().map(|t| t.ra).collect()),
+        ),
+        col(
+            "MEAN_FIBER_DEC",
+            ColData::F64(truth.iter().map(|t| t.dec).collect()),
+        ),
         col("MIN_MJD", ColData::F64(vec![59300.1; n])),
         col("MAX_MJD", ColData::F64(vec![59301.1; n])),
         col("MEAN_MJD", ColData::F64(vec![59300.6; n])),
     ]);
-    let fm = OutHdu::Table { extname: "FIBERMAP".into(), columns, cards: vec![] };
+    let fm = OutHdu::Table {
+        extname: "FIBERMAP".into(),
+        columns,
+        cards: vec![],
+    };
     let m = 2 * n;
-    let rep = |f: &dyn Fn(usize, usize) -> i32| ColData::I32((0..m).map(|k| f(k / 2, k % 2)).collect());
+    let rep =
+        |f: &dyn Fn(usize, usize) -> i32| ColData::I32((0..m).map(|k| f(k / 2, k % 2)).collect());
     let efm = OutHdu::Table {
         extname: "EXP_FIBERMAP".into(),
         columns: vec![
-            col("TARGETID", ColData::I64((0..m).map(|k| tid[k / 2]).collect())),
+            col(
+                "TARGETID",
+                ColData::I64((0..m).map(|k| tid[k / 2]).collect()),
+            ),
             col("NIGHT", rep(&|_, e| 20210320 + e as i32)),
             col("EXPID", rep(&|_, e| 80000 + e as i32)),
-            col("MJD", ColData::F64((0..m).map(|k| 59300.1 + (k % 2) as f64).collect())),
+            col(
+                "MJD",
+                ColData::F64((0..m).map(|k| 59300.1 + (k % 2) as f64).collect()),
+            ),
             col("TILEID", rep(&|_, e| 1000 + e as i32)),
             col("EXPTIME", ColData::F64(vec![1000.0; m])),
-            col("PETAL_LOC", ColData::I16((0..m).map(|k| ((k / 2) % 10) as i16).collect())),
+            col(
+                "PETAL_LOC",
+                ColData::I16((0..m).map(|k| ((k / 2) % 10) as i16).collect()),
+            ),
             col("FIBER", rep(&|i, _| i as i32)),
             col("FIBERSTATUS", ColData::I32(vec![0; m])),
-            col("LOCATION", ColData::I64((0..m).map(|k| 1000 + (k / 2) as i64).collect())),
+            col(
+                "LOCATION",
+                ColData::I64((0..m).map(|k| 1000 + (k / 2) as i64).collect()),
+            ),
             col("IN_COADD_B", ColData::Bool(vec![true; m])),
             col("IN_COADD_R", ColData::Bool(vec![true; m])),
             col("IN_COADD_Z", ColData::Bool(vec![true; m])),
@@ -173,7 +216,13 @@ fn fibermaps(truth: &[Truth]) -> (OutHdu, OutHdu) {
 ///
 /// # Errors
 /// The file cannot be written.
-pub fn write_coadd(path: &Path, id: &SetId, truth: &[Truth], cams: &[CameraGrid], spec: &[Vec<CameraSim>]) -> anyhow::Result<()> {
+pub fn write_coadd(
+    path: &Path,
+    id: &SetId,
+    truth: &[Truth],
+    cams: &[CameraGrid],
+    spec: &[Vec<CameraSim>],
+) -> anyhow::Result<()> {
     let n = truth.len();
     let (fm, efm) = fibermaps(truth);
     let mut hdus = vec![fm, efm];
@@ -181,7 +230,9 @@ pub fn write_coadd(path: &Path, id: &SetId, truth: &[Truth], cams: &[CameraGrid]
     for (c, cam) in cams.iter().enumerate() {
         let np = cam.wave.len();
         let gather = |f: &dyn Fn(&CameraSim) -> &Vec<f64>| -> Vec<f32> {
-            spec.iter().flat_map(|t| f(&t[c]).iter().map(|v| *v as f32)).collect()
+            spec.iter()
+                .flat_map(|t| f(&t[c]).iter().map(|v| *v as f32))
+                .collect()
         };
         hdus.push(OutHdu::ImageF32 {
             extname: format!("{}_WAVELENGTH", cam.name),
@@ -209,14 +260,24 @@ pub fn write_coadd(path: &Path, id: &SetId, truth: &[Truth], cams: &[CameraGrid]
         });
     }
     write_fits_atomic(path, &healpix_cards(id), &hdus).context("writing the coadd file")?;
-    let mut f = FitsFile::edit(path).with_context(|| format!("{}: reopening to add masks", path.display()))?;
+    let mut f = FitsFile::edit(path)
+        .with_context(|| format!("{}: reopening to add masks", path.display()))?;
     for (c, cam) in cams.iter().enumerate() {
         let np = cam.wave.len();
-        let desc = ImageDescription { data_type: ImageType::Long, dimensions: &[n, np] };
+        let desc = ImageDescription {
+            data_type: ImageType::Long,
+            dimensions: &[n, np],
+        };
         let name = format!("{}_MASK", cam.name);
-        let hdu = f.create_image(&name, &desc).with_context(|| format!("{}: creating {name}", path.display()))?;
-        let data: Vec<i32> = spec.iter().flat_map(|t| t[c].mask.iter().map(|m| *m as i32)).collect();
-        hdu.write_image(&mut f, &data).with_context(|| format!("{}: writing {name}", path.display()))?;
+        let hdu = f
+            .create_image(&name, &desc)
+            .with_context(|| format!("{}: creating {name}", path.display()))?;
+        let data: Vec<i32> = spec
+            .iter()
+            .flat_map(|t| t[c].mask.iter().map(|m| *m as i32))
+            .collect();
+        hdu.write_image(&mut f, &data)
+            .with_context(|| format!("{}: writing {name}", path.display()))?;
     }
     Ok(())
 }
@@ -227,20 +288,36 @@ pub fn write_coadd(path: &Path, id: &SetId, truth: &[Truth], cams: &[CameraGrid]
 /// The files cannot be written.
 pub fn write_photometry(fits: &Path, yaml: &Path, truth: &[Truth]) -> anyhow::Result<()> {
     let mut columns = vec![
-        col("TARGETID", ColData::I64(truth.iter().map(|t| t.targetid).collect())),
+        col(
+            "TARGETID",
+            ColData::I64(truth.iter().map(|t| t.targetid).collect()),
+        ),
         col("RA", ColData::F64(truth.iter().map(|t| t.ra).collect())),
         col("DEC", ColData::F64(truth.iter().map(|t| t.dec).collect())),
     ];
     for (b, (band, _, _)) in BANDS.iter().enumerate() {
-        columns.push(col(&format!("FLUX_{band}"), ColData::F32(truth.iter().map(|t| t.phot[b] as f32).collect())));
+        columns.push(col(
+            &format!("FLUX_{band}"),
+            ColData::F32(truth.iter().map(|t| t.phot[b] as f32).collect()),
+        ));
         columns.push(col(
             &format!("FLUX_IVAR_{band}"),
             ColData::F32(truth.iter().map(|t| t.phot_ivar[b] as f32).collect()),
         ));
     }
-    write_fits_atomic(fits, &[], &[OutHdu::Table { extname: "PHOTINFO".into(), columns, cards: vec![] }])
-        .context("writing the photometry catalogue")?;
-    let list = |f: &dyn Fn(&(&str, &str, f64)) -> String| BANDS.iter().map(f).collect::<Vec<_>>().join(", ");
+    write_fits_atomic(
+        fits,
+        &[],
+        &[OutHdu::Table {
+            extname: "PHOTINFO".into(),
+            columns,
+            cards: vec![],
+        }],
+    )
+    .context("writing the photometry catalogue")?;
+    let list = |f: &dyn Fn(&(&str, &str, f64)) -> String| {
+        BANDS.iter().map(f).collect::<Vec<_>>().join(", ")
+    };
     let text = format!(
         "# Simulated DR9-like photometry (fastspecfit simulate)\n\nuniqueid: 'TARGETID'\n\nphotounits: 'nanomaggies'\n\n\
 synth_bands: ['g', 'r', 'z']\nbands: [{bands}]\nbands_to_fit: [{fit}]\n\n\
