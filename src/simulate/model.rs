@@ -342,6 +342,8 @@ fn render_cameras(
     sigma_of: &dyn Fn(usize) -> f64,
 ) -> anyhow::Result<Vec<CameraSim>> {
     let noise0 = rng.range(0.3, 1.5);
+    // Noise from its own stream, so noisy and noise-free sets share every other draw.
+    let mut noise = Rng::new(rng.next_u64(), 0x5EED);
     let lsf_scale = rng.range(0.95, 1.05);
     let mut out = Vec::with_capacity(ctx.cameras.len());
     for cam in ctx.cameras {
@@ -365,7 +367,7 @@ fn render_cameras(
             let sig2 = (noise0 * (1.0 + 1.5 * x.powi(4))).powi(2) + 0.01 * model[i].abs();
             ivar[i] = 1.0 / sig2;
             if !ctx.noiseless {
-                flux[i] += sig2.sqrt() * rng.normal();
+                flux[i] += sig2.sqrt() * noise.normal();
             }
         }
         // A few bad pixels and one short bad run.

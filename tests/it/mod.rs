@@ -7,3 +7,4 @@ pub mod robust;
 pub mod selection;
 pub mod specphot;
 pub mod prepare;
+pub mod simulate;
