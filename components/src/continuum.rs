@@ -17,8 +17,11 @@ pub struct ContinuumFit {
     pub coeff: Vec<f64>,
     /// Templates used (`--constrain-age` drops those older than the universe + 0.5 Gyr).
     pub agekeep: Vec<bool>,
-    /// V-band optical depth τ_V.
+    /// V-band optical depth τ_V as reported (TAUV column): [QUIRK] 0 when the Monte Carlo ran
+    /// but gave no usable ivar (see `tauv_fit` for the fitted value).
     pub tauv: f64,
+    /// Best-fit τ_V of the fit itself (use this to rebuild models).
+    pub tauv_fit: f64,
     /// Inverse variance of τ_V (Monte Carlo; 0 if not measured).
     pub tauv_ivar: f64,
     /// Reported stellar velocity dispersion σ★ = √(kernel² + σ_C3K²), km/s.
@@ -27,6 +30,8 @@ pub struct ContinuumFit {
     pub vdisp_ivar: f64,
     /// Reduced χ² of the photometry.
     pub rchi2_phot: f64,
+    /// Number of photometric bands with ivar > 0 in the fit.
+    pub ndof_phot: usize,
     /// Reduced χ² of the joint spectrum+photometry continuum fit (fastspec only).
     pub rchi2_cont: f64,
     /// Luminosity distance, Mpc (h = 1).

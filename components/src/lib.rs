@@ -7,6 +7,7 @@
 
 pub mod continuum;
 pub mod options;
+pub mod photfilters;
 pub mod photometry;
 pub mod properties;
 pub mod spectra;
@@ -16,6 +17,7 @@ pub mod templates;
 
 pub use continuum::ContinuumFit;
 pub use options::{FitOptions, Program};
+pub use photfilters::{BandFilter, BandFilters};
 pub use photometry::{MilkyWayDust, ObservedPhotometry, PhotometricSetup};
 pub use properties::PhysicalProperties;
 pub use spectra::{CameraColumns, SpectraColumns};

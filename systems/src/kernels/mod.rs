@@ -4,6 +4,7 @@
 //! against fixtures produced by the real FastSpecFit 3.6.1 (see `tests/fixtures`).
 
 pub mod brent;
+pub mod continuum;
 pub mod cosmology;
 pub mod derived;
 pub mod dust;
