@@ -10,7 +10,7 @@
 
 use super::model::{PhotModel, TemplateArrays, FLUXNORM};
 use super::photvec::{parse_photometry, phot_vector};
-use super::rng::Pcg64;
+use super::rng::{Pcg64, Ziggurat};
 use super::varpro::{varpro_phot, VarproWorkspace};
 use crate::kernels::filters::FilterCurve;
 use crate::kernels::igm::Inoue14;
@@ -194,11 +194,11 @@ pub fn fit_fastphot(
             .map(|&s| if s > 0.0 { 1.0 / s } else { 0.0 })
             .collect();
         let mut rng = Pcg64::from_seed(inp.seed);
-        let mut spare = None;
+        let zig = Ziggurat::new();
         let draws: Vec<Vec<f64>> = (0..inp.nmonte)
             .map(|_| {
                 (0..nb)
-                    .map(|b| objflam[b] + std[b] * rng.standard_normal(&mut spare))
+                    .map(|b| objflam[b] + std[b] * rng.standard_normal(&zig))
                     .collect()
             })
             .collect();
