@@ -60,9 +60,9 @@ impl SeedSequence {
             }
         }
         for &w in words.iter().skip(POOL_SIZE) {
-            for dst in 0..POOL_SIZE {
+            for p in pool.iter_mut() {
                 let h = hashmix(w, &mut hc);
-                pool[dst] = mix(pool[dst], h);
+                *p = mix(*p, h);
             }
         }
         SeedSequence { pool }
@@ -174,8 +174,10 @@ impl Pcg64 {
 }
 
 /// Start of the ziggurat's tail, r.
+#[allow(clippy::excessive_precision)]
 const ZIG_R: f64 = 3.654_152_885_361_008_8;
 /// 1/r.
+#[allow(clippy::excessive_precision)]
 const ZIG_INV_R: f64 = 0.273_661_237_329_758_27;
 /// Area of each ziggurat layer.
 const ZIG_V: f64 = 0.004_928_673_233_99;

@@ -52,6 +52,7 @@ pub struct VarproFit {
     pub nfev: usize,
 }
 
+#[allow(clippy::needless_range_loop)]
 /// One objective evaluation: fill Ψ and b at τ, solve NNLS into `ws.c`; χ² or +∞.
 fn evaluate(
     model: &PhotModel,
