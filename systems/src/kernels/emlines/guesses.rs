@@ -6,6 +6,9 @@ use super::super::stats::quantile;
 use super::params::{ParamTable, ParamType};
 use super::table::Constraints;
 
+/// Initial values and (lower, upper) bounds of every parameter.
+pub type GuessesAndBounds = (Vec<f64>, Vec<(f64, f64)>);
+
 /// Lower / upper amplitude bounds without data.
 pub const AMP_BOUNDS: (f64, f64) = (0.0, 1e5);
 
@@ -55,7 +58,7 @@ pub fn initial_guesses_and_bounds(
     linepix: &[(usize, Vec<usize>)],
     coadd_flux: &[f64],
     kin: &InitialKinematics,
-) -> Result<(Vec<f64>, Vec<(f64, f64)>), String> {
+) -> Result<GuessesAndBounds, String> {
     let np = pt.nparams();
     let mut init = vec![0.0; np];
     let mut bounds = vec![(0.0, 0.0); np];

@@ -90,6 +90,7 @@ fn build_tying(pt: &ParamTable, c: &Constraints, profile: &str) -> Tying {
     t
 }
 
+#[allow(clippy::needless_range_loop)] // parallel arrays indexed by parameter
 fn create_model(
     pt: &ParamTable,
     in_range: &[bool],
@@ -164,7 +165,8 @@ fn create_model(
 /// [`ParamTable::lines_in_range`]).
 ///
 /// # Errors
-/// A message if `in_range` has the wrong length.
+/// A message if `in_range` has the wrong length or a profile is missing
+/// (FastSpecFit raises KeyError).
 pub fn build_linemodels(
     pt: &ParamTable,
     c: &Constraints,
@@ -176,6 +178,11 @@ pub fn build_linemodels(
             in_range.len(),
             pt.nlines()
         ));
+    }
+    for name in [PROFILE_BROAD, PROFILE_NOBROAD] {
+        if c.profile(name).is_none() {
+            return Err(format!("constraint file has no '{name}' profile"));
+        }
     }
     let broad = create_model(pt, in_range, build_tying(pt, c, PROFILE_BROAD), &[]);
     let mut force = Vec::new();

@@ -167,7 +167,7 @@ impl EmlineCamera {
                 w.npix
             )));
         }
-        if wave.iter().any(|&x| !(x > 0.0)) {
+        if wave.iter().any(|&x| x.is_nan() || x <= 0.0) {
             return Err(KernelError::Domain("non-positive wavelength".into()));
         }
         let mut rowdata = vec![0.0; w.npix * w.ndiag];
