@@ -223,6 +223,10 @@ impl RunContext {
         if select.zmin <= 0.0 {
             tracing::warn!(zmin = select.zmin, "--zmin <= 0");
         }
+        if mode == Mode::Fastspec {
+            // Validate the line list and kinematic constraints before any heavy I/O.
+            crate::io::emlines::EmlineConfig::load(args.emlinesfile.as_deref(), args.constraintsfile.as_deref())?;
+        }
         Ok(RunContext { mode, select, phot_cfg, source, args: args.clone() })
     }
 }

@@ -144,3 +144,21 @@ fn output_directory_not_writable() {
     let e = run_bad(&rr, &ro.join("o.fits"), &[]);
     assert!(e.contains("o.fits") && e.contains("not writable"), "{e}");
 }
+
+#[test]
+fn malformed_constraints_file_is_rejected_before_reading_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("constraints.yaml");
+    std::fs::write(&bad, "profiles: [this is: not: valid\n").unwrap();
+    let rr = desi().join("redrock-4-80613-thru20210324.fits");
+    let e = run_bad(&rr, &dir.path().join("o.fits"), &["--constraintsfile", &s(&bad)]);
+    assert!(e.contains("constraints.yaml"), "{e}");
+}
+
+#[test]
+fn missing_line_table_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let rr = desi().join("redrock-4-80613-thru20210324.fits");
+    let e = run_bad(&rr, &dir.path().join("o.fits"), &["--emlinesfile", "/nonexistent/emlines.ecsv"]);
+    assert!(e.contains("emlines.ecsv") && e.contains("does not exist"), "{e}");
+}
