@@ -181,4 +181,7 @@ pub struct FitArgs {
     /// Print a per-system time profile at the end.
     #[arg(long)]
     pub profile: bool,
+    /// Write a Chrome trace (chrome://tracing, Perfetto) of every system span to this file.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
 }

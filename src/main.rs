@@ -10,17 +10,29 @@ use fastspecfit::run::{run_fit, Mode};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
-fn init(args: &FitArgs, rank: usize) -> ProfileLayer {
+/// Logging, profiling and the thread budget. The returned guard flushes the Chrome trace
+/// (if any) when dropped at the end of `main`.
+fn init(args: &FitArgs, rank: usize) -> (ProfileLayer, Option<tracing_chrome::FlushGuard>) {
     let level = if args.verbose { "debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let profile = ProfileLayer::new();
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
-    let registry = tracing_subscriber::registry().with(fmt.with_filter(filter));
-    if args.profile {
-        registry.with(profile.clone()).init();
-    } else {
-        registry.init();
-    }
+    let (chrome, guard) = match &args.trace {
+        Some(path) => {
+            let mut p = path.clone();
+            if rank > 0 {
+                p.set_extension(format!("rank{rank}.json"));
+            }
+            let (layer, guard) = tracing_chrome::ChromeLayerBuilder::new().file(p).include_args(true).build();
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    let registry = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(chrome)
+        .with(args.profile.then(|| profile.clone()));
+    registry.init();
     if rank > 0 {
         tracing::debug!(rank, "rank started");
     }
@@ -30,7 +42,7 @@ fn init(args: &FitArgs, rank: usize) -> ProfileLayer {
     // rayon (used by dependencies) gets the same budget; faer runs sequentially inside kernels.
     let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
     fsf_systems::use_sequential_kernels();
-    profile
+    (profile, guard)
 }
 
 fn main() -> ExitCode {
@@ -39,7 +51,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Fastspec(a) | Command::Fastphot(a) => {
             let mode = if matches!(cli.command, Command::Fastspec(_)) { Mode::Fastspec } else { Mode::Fastphot };
-            let profile = init(a, 0);
+            let (profile, _trace) = init(a, 0);
             match run_fit(a, mode) {
                 Ok(summary) => {
                     if a.profile {
@@ -75,7 +87,7 @@ fn main() -> ExitCode {
         },
         Command::Production(p) => {
             let comm = Comm::init();
-            let profile = init(&p.fit, comm.rank());
+            let (profile, _trace) = init(&p.fit, comm.rank());
             match run_production(p, &comm) {
                 Ok(r) => {
                     if comm.rank() == 0 {
