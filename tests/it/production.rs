@@ -262,3 +262,21 @@ fn output_directory_lost_mid_run_fails_the_remaining_files_cleanly() {
     assert!(err.contains("2 failed"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn fastphot_fits_do_not_depend_on_thread_count() {
+    // Three targets fitted in parallel passes (with the Monte Carlo): same bytes for 1 and 2 threads.
+    let d = tempfile::tempdir().unwrap();
+    let rob = data().join("robust");
+    let rr = s(&rob.join("redrock-4-80613-thru20210324.fits"));
+    let (dd, r) = (s(&desi()), s(&rob));
+    let mut bytes = Vec::new();
+    for mp in ["1", "2"] {
+        let out = d.path().join(format!("fp{mp}.fits"));
+        let o = run(&["fastphot", &rr, "--mapdir", &dd, "--fphotodir", &dd, "--redux_dir", &r, "--specprod", &r, "--mp", mp, "-o", &s(&out)]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(hdu_names(&out).contains(&"SPECPHOT".to_string()));
+        bytes.push(stable_bytes(&out));
+    }
+    assert!(bytes[0] == bytes[1], "fastphot output differs between --mp 1 and --mp 2");
+}
