@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# One-command throughput benchmark: our engine vs the real FastSpecFit 3.6.1 on the same
+# simulated DESI healpix set.
+#
+#   bash benches/throughput.sh [N=200] [--no-peer] [--seed S] [--peer-spec-ntargets K=10]
+#                              [--outdir DIR] [--keep]
+#
+# 1. builds the release binary, simulates N targets (seeded) into a temporary directory;
+# 2. runs our fastphot and fastspec with --mp 1 and --mp <all cores> under /usr/bin/time
+#    (wall, peak RSS) and with --profile (per-system table);
+# 3. unless --no-peer (or the peer is not installed), runs the real FastSpecFit on the same
+#    files with one thread (NTHREADS=1, --mp 1): fastphot on all N targets, fastspec on the
+#    first K targets (it costs seconds per target) scaled per target; per-target time is
+#    reported both from wall time and from its 'fsftime ... fastspec_one' log lines;
+# 4. prints the table, the agreement of our fastphot SPECPHOT with the peer's
+#    (`fastspecfit compare --hdu SPECPHOT`) and our per-system profiles.
+#
+# Nothing is written inside the repository except cargo's target directory. Timings on a
+# shared machine are noisy: run it on an idle machine for numbers to quote.
+set -uo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+N=200; SEED=1; K=10; PEER=1; KEEP=0; OUT=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --no-peer) PEER=0 ;;
+        --seed) SEED="$2"; shift ;;
+        --peer-spec-ntargets) K="$2"; shift ;;
+        --outdir) OUT="$2"; KEEP=1; shift ;;
+        --keep) KEEP=1 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        [0-9]*) N="$1" ;;
+        *) echo "throughput.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+FSF="${FSF:-/work/shared/peer/fsf.sh}"
+PEER_DIR="${PEER_DIR:-$HOME/.cache/fastspecfit-peer}"
+MAPDIR="$ROOT/tests/data/desi"
+NCPU="$(nproc)"
+TIME=/usr/bin/time
+[[ -x $TIME ]] || { echo "throughput.sh: needs GNU time at /usr/bin/time" >&2; exit 2; }
+if [[ $PEER == 1 && ( ! -f $FSF || ! -x $PEER_DIR/venv/bin/fastphot ) ]]; then
+    echo "throughput.sh: peer not installed ($PEER_DIR/venv, $FSF); running without it" >&2
+    PEER=0
+fi
+if [[ -z $OUT ]]; then OUT="$(mktemp -d /tmp/fsf-throughput.XXXXXX)"; fi
+mkdir -p "$OUT"
+if [[ $KEEP == 0 ]]; then trap 'rm -rf "$OUT"' EXIT; fi
+ROWS="$OUT/rows.tsv"; : > "$ROWS"
+strip() { sed 's/\x1b\[[0-9;]*m//g' "$@"; }
+
+echo "== building the release binary"
+(cd "$ROOT" && cargo build --release --bin fastspecfit 2>&1 | tail -1) || exit 1
+BIN="$ROOT/target/release/fastspecfit"
+[[ -x $BIN ]] || { echo "throughput.sh: no $BIN" >&2; exit 1; }
+
+echo "== simulating $N targets (seed $SEED) into $OUT/sim"
+if ! "$BIN" simulate -o "$OUT/sim" -n "$N" --seed "$SEED" > "$OUT/simulate.log" 2>&1; then
+    echo "throughput.sh: simulate failed:" >&2; tail -20 "$OUT/simulate.log" >&2; exit 1
+fi
+RR="$(ls "$OUT"/sim/redrock-*.fits)"
+COMMON=(--mapdir "$MAPDIR" --redux_dir "$OUT/sim"
+        --fphotodir "$OUT/sim/phot.fits[PHOTINFO]" --fphotofile "$OUT/sim/phot.yaml")
+
+# row: program engine threads targets wall_s rss_kb note
+row() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$ROWS"; }
+
+THREADS=(1); [[ $NCPU -gt 1 ]] && THREADS+=("$NCPU")
+for prog in fastphot fastspec; do
+    for mp in "${THREADS[@]}"; do
+        tag="$prog-ours-mp$mp"
+        echo "== ours: $prog --mp $mp"
+        $TIME -f '%e %M' -o "$OUT/$tag.time" "$BIN" "$prog" "$RR" -o "$OUT/$tag.fits" "${COMMON[@]}" \
+            --mp "$mp" --profile > "$OUT/$tag.log" 2>&1
+        rc=$?
+        strip "$OUT/$tag.log" > "$OUT/$tag.clean.log"
+        if [[ $rc -ne 0 ]]; then
+            echo "   our $prog --mp $mp FAILED (exit $rc); last lines:" >&2
+            tail -15 "$OUT/$tag.clean.log" >&2
+        fi
+        read -r wall rss < <(tail -1 "$OUT/$tag.time")
+        ntg="$(grep -o 'targets=[0-9]*' "$OUT/$tag.clean.log" | tail -1 | cut -d= -f2)"
+        nfl="$(grep -o 'flagged=[0-9]*' "$OUT/$tag.clean.log" | tail -1 | cut -d= -f2)"
+        note=""; [[ $prog == fastspec ]] && note="(prep only, not comparable)"
+        [[ $rc -ne 0 ]] && note="FAILED exit $rc $note"
+        [[ -n $nfl && $nfl != 0 ]] && note="$nfl flagged $note"
+        row "$prog" ours "$mp" "${ntg:-0}" "$wall" "$rss" "$note"
+    done
+done
+
+PEER_PHOT_OK=0
+if [[ $PEER == 1 ]]; then
+    for prog in fastphot fastspec; do
+        lim=(); ntg="$N"
+        if [[ $prog == fastspec ]]; then lim=(--ntargets "$K"); ntg="$K"; [[ $K -gt $N ]] && ntg="$N"; fi
+        tag="$prog-peer"
+        echo "== peer: $prog --mp 1 on $ntg targets (NTHREADS=1)"
+        NTHREADS=1 $TIME -f '%e %M' -o "$OUT/$tag.time" bash "$FSF" "$prog" "$RR" -o "$OUT/$tag.fits" \
+            "${COMMON[@]}" --mp 1 "${lim[@]}" --verbose > "$OUT/$tag.log" 2>&1
+        rc=$?
+        if [[ $rc -ne 0 ]]; then
+            echo "   FastSpecFit $prog FAILED (exit $rc); last lines:" >&2; tail -15 "$OUT/$tag.log" >&2
+        elif [[ $prog == fastphot ]]; then PEER_PHOT_OK=1; fi
+        read -r wall rss < <(tail -1 "$OUT/$tag.time")
+        note="wall incl. Python start-up"
+        [[ $prog == fastspec ]] && note="first $ntg targets, scaled per target; $note"
+        [[ $rc -ne 0 ]] && note="FAILED exit $rc"
+        row "$prog" peer 1 "$ntg" "$wall" "$rss" "$note"
+        # per-target time from the fsftime lines (sum over targets): excludes start-up and I/O
+        read -r cnt sum < <(grep -E 'fsftime [0-9.]+ sec for fastspec_one' "$OUT/$tag.log" \
+            | sed -E 's/.*fsftime ([0-9.]+) sec.*/\1/' | awk '{s+=$1; n++} END {printf "%d %.3f\n", n, s}')
+        row "$prog" "peer (fsftime)" 1 "$cnt" "$sum" "-" "sum of fastspec_one lines"
+    done
+fi
+
+echo
+echo "== throughput ($(date -u +%Y-%m-%d), $(uname -m), $NCPU cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'))"
+echo "   N=$N seed=$SEED; wall and peak RSS from /usr/bin/time; targets/s/core = targets / wall / threads"
+awk -F'\t' '
+    { prog[NR]=$1; eng[NR]=$2; thr[NR]=$3; tg[NR]=$4; wall[NR]=$5; rss[NR]=$6; note[NR]=$7
+      tps[NR] = (wall[NR] > 0 && tg[NR] > 0) ? tg[NR] / wall[NR] / thr[NR] : 0
+      if (eng[NR] == "peer") peer[$1] = tps[NR]
+      if (eng[NR] == "peer (fsftime)") peerf[$1] = tps[NR] }
+    END {
+      printf "| %-8s | %-14s | %7s | %7s | %8s | %14s | %12s | %-22s | %s\n", "program", "engine", "threads", "targets", "wall s", "targets/s/core", "peak RSS MB", "ours/peer per core", "note"
+      printf "|----------|----------------|---------|---------|----------|----------------|--------------|------------------------|-----\n"
+      for (i = 1; i <= NR; i++) {
+        r = "-"
+        if (eng[i] == "ours" && prog[i] == "fastspec") r = "n/a (prep only)"
+        else if (eng[i] == "ours" && peer[prog[i]] > 0) {
+          r = sprintf("%.2f", tps[i] / peer[prog[i]])
+          if (peerf[prog[i]] > 0) r = r sprintf(" (%.2f fsftime)", tps[i] / peerf[prog[i]]) }
+        mb = (rss[i] == "-") ? "-" : sprintf("%.0f", rss[i] / 1024)
+        printf "| %-8s | %-14s | %7s | %7s | %8.2f | %14.3f | %12s | %-22s | %s\n", prog[i], eng[i], thr[i], tg[i], wall[i], tps[i], mb, r, note[i]
+      } }' "$ROWS"
+
+if [[ $PEER_PHOT_OK == 1 && -f $OUT/fastphot-ours-mp1.fits ]]; then
+    echo
+    echo "== agreement: fastspecfit compare <peer fastphot> <ours fastphot --mp 1> --hdu SPECPHOT (rtol 1e-3)"
+    "$BIN" compare "$OUT/fastphot-peer.fits" "$OUT/fastphot-ours-mp1.fits" --hdu SPECPHOT > "$OUT/compare.txt" 2>&1
+    sed -n '1,4p' "$OUT/compare.txt"
+    grep -E '^(COEFF|TAUV |LOGMSTAR |ABSMAG)' "$OUT/compare.txt"
+    awk '/^(COEFF|TAUV |LOGMSTAR |ABSMAG)/ { if ($1 ~ /IVAR/) { si+=$NF; ni++ } else { s+=$NF; n++ } }
+         END { if (n) printf "mean frac_tol: values %.4f over %d columns; IVARs %.4f over %d columns\n", s/n, n, si/ni, ni }' "$OUT/compare.txt"
+fi
+
+echo
+echo "== our per-system profiles (--profile)"
+for f in "$OUT"/*-ours-mp*.clean.log; do
+    echo "-- $(basename "$f" .clean.log)"
+    sed -n '/^system  *calls/,$p' "$f"
+done
+[[ $KEEP == 1 ]] && echo && echo "outputs kept in $OUT"
+exit 0
