@@ -8,10 +8,11 @@
 //! bands, realisation-major), each refitted; TAUV_IVAR = 1/var(τ_V) if var > TINY, and
 //! [QUIRK] TAUV is reported only if 0 < ivar < F32MAX, or when no Monte Carlo ran.
 
+use super::cheb::ChebPsi;
 use super::model::{PhotModel, TemplateArrays, FLUXNORM};
 use super::photvec::{parse_photometry, phot_vector};
 use super::rng::{Pcg64, Ziggurat};
-use super::varpro::{varpro_phot, VarproWorkspace};
+use super::varpro::{varpro_phot_interp, VarproWorkspace};
 use crate::kernels::filters::FilterCurve;
 use crate::kernels::igm::Inoue14;
 use crate::kernels::stats::TINY;
@@ -169,7 +170,14 @@ pub fn fit_fastphot(
     }
     let model = PhotModel::new(&inp.tpl, &rows, inp.z, inp.dlum_mpc, inp.igm, inp.filters)?;
     let istd: Vec<f64> = objivar.iter().map(|v| v.sqrt()).collect();
-    let fit = varpro_phot(&model, &inp.tpl, &objflam, &istd, ws)?;
+    // One interpolant of M(τ) serves the main fit and every Monte Carlo refit (not worth
+    // building for a single fit).
+    let mut cheb = if inp.nmonte > 0 {
+        ChebPsi::new(&model, &inp.tpl)
+    } else {
+        None
+    };
+    let fit = varpro_phot_interp(&model, cheb.as_mut(), true, &inp.tpl, &objflam, &istd, ws)?;
     let scatter = |c: &[f64]| {
         let mut full = vec![0.0; ntot];
         for (i, &t) in rows.iter().enumerate() {
@@ -203,7 +211,7 @@ pub fn fit_fastphot(
             })
             .collect();
         for mc in &draws {
-            let f = varpro_phot(&model, &inp.tpl, mc, &istd, ws)?;
+            let f = varpro_phot_interp(&model, cheb.as_mut(), false, &inp.tpl, mc, &istd, ws)?;
             out.mc_coeff.push(scatter(&f.coeff));
             out.mc_tauv.push(f.tauv);
         }

@@ -2,12 +2,14 @@
 //! photometric forward model (§3.3–§3.5, §4.2), the VARPRO solver (§4.3), the Monte Carlo
 //! random numbers (§4.9, Appendix A.7) and the fastphot fit (§4.10).
 
+pub mod cheb;
 pub mod fastphot;
 pub mod model;
 pub mod photvec;
 pub mod rng;
 pub mod varpro;
 
+pub use cheb::ChebPsi;
 pub use fastphot::{fit_fastphot, FastphotInputs, FastphotResult};
 pub use model::{PhotModel, TemplateArrays, FLUXNORM, MASSNORM};
-pub use varpro::{varpro_phot, VarproFit, VarproWorkspace};
+pub use varpro::{varpro_phot, varpro_phot_interp, VarproFit, VarproWorkspace};

@@ -4,6 +4,7 @@
 //! χ²(τ) = ‖Ψ(τ)c(τ) − b‖², Ψ = diag(σ⁻¹)·M(τ), b = objflam·σ⁻¹ (σ⁻¹ = √objflamivar);
 //! NNLS non-convergence makes χ² = +∞ inside Brent and gives c = 0 in the final solve.
 
+use super::cheb::ChebPsi;
 use super::model::{PhotModel, TemplateArrays};
 use crate::kernels::brent::{minimize_bounded, BoundedOptions};
 use crate::kernels::nnls::{nnls, MatRef, NnlsOptions, NnlsWorkspace};
@@ -53,9 +54,11 @@ pub struct VarproFit {
 }
 
 #[allow(clippy::needless_range_loop)]
-/// One objective evaluation: fill Ψ and b at τ, solve NNLS into `ws.c`; χ² or +∞.
+/// One objective evaluation: fill Ψ and b at τ (directly, or from the Chebyshev
+/// interpolant `cheb`), solve NNLS into `ws.c`; χ² or +∞.
 fn evaluate(
     model: &PhotModel,
+    cheb: Option<&mut ChebPsi>,
     tpl: &TemplateArrays<'_>,
     objflam: &[f64],
     istd: &[f64],
@@ -63,7 +66,10 @@ fn evaluate(
     ws: &mut VarproWorkspace,
 ) -> f64 {
     let (nb, nt) = (model.nband(), model.ntemplate());
-    model.fill(tpl, tauv, &mut ws.atten, &mut ws.d, &mut ws.m);
+    match cheb {
+        Some(c) => c.eval(tauv, &mut ws.m[..nb * nt]),
+        None => model.fill(tpl, tauv, &mut ws.atten, &mut ws.d, &mut ws.m),
+    }
     for t in 0..nt {
         for b in 0..nb {
             ws.psi[t * nb + b] = ws.m[t * nb + b] * istd[b];
@@ -107,6 +113,24 @@ pub fn varpro_phot(
     istd: &[f64],
     ws: &mut VarproWorkspace,
 ) -> Result<VarproFit, KernelError> {
+    varpro_phot_interp(model, None, true, tpl, objflam, istd, ws)
+}
+
+/// [`varpro_phot`] with the design matrix inside Brent taken from the Chebyshev
+/// interpolant `cheb` of `model` (direct fills if `None`); the final solve at τ̂ fills
+/// directly if `exact_final`, else uses the interpolant too.
+///
+/// # Errors
+/// As [`varpro_phot`].
+pub fn varpro_phot_interp(
+    model: &PhotModel,
+    mut cheb: Option<&mut ChebPsi>,
+    exact_final: bool,
+    tpl: &TemplateArrays<'_>,
+    objflam: &[f64],
+    istd: &[f64],
+    ws: &mut VarproWorkspace,
+) -> Result<VarproFit, KernelError> {
     let (nb, nt) = (model.nband(), model.ntemplate());
     if objflam.len() != nb || istd.len() != nb {
         return Err(KernelError::Shape(format!(
@@ -129,13 +153,14 @@ pub fn varpro_phot(
         maxiter: 500,
     };
     let res = minimize_bounded(
-        |t| evaluate(model, tpl, objflam, istd, t, ws),
+        |t| evaluate(model, cheb.as_deref_mut(), tpl, objflam, istd, t, ws),
         TAUV_BOUNDS.0,
         TAUV_BOUNDS.1,
         &opts,
     )?;
     let tauv = res.x;
-    let mut chi2 = evaluate(model, tpl, objflam, istd, tauv, ws);
+    let final_cheb = if exact_final { None } else { cheb };
+    let mut chi2 = evaluate(model, final_cheb, tpl, objflam, istd, tauv, ws);
     let mut coeff = ws.c[..nt].to_vec();
     if !chi2.is_finite() {
         coeff.fill(0.0);
