@@ -115,6 +115,7 @@ fi
 
 echo
 echo "== throughput ($(date -u +%Y-%m-%d), $(uname -m), $NCPU cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'))"
+echo "   source: $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)"
 echo "   N=$N seed=$SEED; wall and peak RSS from /usr/bin/time; targets/s/core = targets / wall / threads"
 awk -F'\t' '
     { prog[NR]=$1; eng[NR]=$2; thr[NR]=$3; tg[NR]=$4; wall[NR]=$5; rss[NR]=$6; note[NR]=$7
