@@ -12,10 +12,10 @@ use fsf_components::{
 
 use crate::kernels::cosmology::Cosmology;
 use crate::kernels::derived::cflux::continuum_fluxes;
-use crate::kernels::derived::dn4000::{dn4000, Dn4000Scratch};
+use crate::kernels::derived::dn4000::{dn4000, dn4000_rest_window, Dn4000Scratch};
 use crate::kernels::derived::kcorr::{kcorr_and_absmag, synth_absmag, KcorrPre};
 use crate::kernels::derived::mcvar::{nan_ivar_capped, nan_var, plain_ivar, var2ivar, F32MAX};
-use crate::kernels::derived::sed::{build_sed, SedInputs};
+use crate::kernels::derived::sed::{build_sed, build_sed_attenuated, SedInputs};
 use crate::kernels::derived::sps::{sps_properties, TemplateInfo, MASSNORM};
 use crate::kernels::dust::zfactors;
 use crate::kernels::filters::{load_filter, FilterCurve};
@@ -219,6 +219,8 @@ pub fn compute_properties(
     let mut sps_mc = vec![Vec::with_capacity(nmc); 4];
     let mut dn_mc = Vec::with_capacity(nmc);
     let (mut s1, mut s2, mut sa) = (Vec::new(), Vec::new(), Vec::new());
+    // DN4000 reads only a window of the grid: skip the rest per realisation.
+    let dnw = dn4000_rest_window(&tpl.wave_ang);
     for (c, &tv) in cf.mc_coeff.iter().zip(&cf.mc_tauv).take(nmc) {
         if c.iter().all(|&x| x == 0.0) {
             s1.clear();
@@ -228,8 +230,11 @@ pub fn compute_properties(
             dn_mc.push(0.0);
         } else {
             build_sed(&with_lines, c, tv, true, &mut atten, &mut s1).map_err(|e| e.to_string())?;
-            build_sed(&no_lines, c, tv, false, &mut atten, &mut s2).map_err(|e| e.to_string())?;
-            dn_mc.push(dn4000(&tpl.wave_ang, &s2, None, None, &mut dns).0);
+            // same τ_V: reuse the attenuation curve
+            build_sed_attenuated(&no_lines, c, &atten, false, &mut s2)
+                .map_err(|e| e.to_string())?;
+            let r = dnw.clone();
+            dn_mc.push(dn4000(&tpl.wave_ang[r.clone()], &s2[r], None, None, &mut dns).0);
         }
         synth_absmag(&pre, z, dmod, &s1, &mut sa).map_err(|e| e.to_string())?;
         for (j, v) in sa.iter().enumerate() {

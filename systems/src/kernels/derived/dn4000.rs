@@ -125,6 +125,22 @@ fn band(
     (sf * var, var)
 }
 
+/// The index range of an ascending rest-frame grid `wave` that [`dn4000`] (with
+/// `redshift = None`) depends on: one pixel at or below 3850 − WPAD Å through one at or
+/// above 4100 + WPAD Å. `dn4000` on the slices gives bit-identical results (the same
+/// in-band pixels in the same order and the same coverage test); an unsorted grid gives
+/// the full range.
+pub fn dn4000_rest_window(wave: &[f64]) -> std::ops::Range<usize> {
+    if !wave.windows(2).all(|p| p[0] <= p[1]) {
+        return 0..wave.len();
+    }
+    let i0 = wave
+        .partition_point(|&w| w <= 3850.0 - WPAD)
+        .saturating_sub(1);
+    let i1 = (wave.partition_point(|&w| w < 4100.0 + WPAD) + 1).min(wave.len());
+    i0..i1.max(i0)
+}
+
 /// Dn(4000) and its inverse variance.
 ///
 /// `wave` in Å and `flam` (any f_λ units); `ivar` optional (uniform weights and a zero ivar

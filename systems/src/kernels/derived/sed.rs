@@ -43,6 +43,33 @@ pub fn build_sed(
             nw
         )));
     }
+    atten.clear();
+    atten.resize(nw, 0.0);
+    attenuation(tauv, inp.klambda, atten)?;
+    build_sed_attenuated(inp, coeff, atten, dust_emission, out)
+}
+
+/// [`build_sed`] with the attenuation curve A = exp(−τ_V k) already in `atten` (so the
+/// with- and without-lines SEDs of one τ_V share one pass of exponentials; same numbers).
+///
+/// # Errors
+/// Shape mismatches.
+pub fn build_sed_attenuated(
+    inp: &SedInputs<'_>,
+    coeff: &[f64],
+    atten: &[f64],
+    dust_emission: bool,
+    out: &mut Vec<f64>,
+) -> Result<(), KernelError> {
+    let nw = inp.wave.len();
+    if nw == 0 || inp.flux.len() != coeff.len() * nw {
+        return Err(KernelError::Shape(format!(
+            "build_sed: {} template values for {} coefficients x {} wavelengths",
+            inp.flux.len(),
+            coeff.len(),
+            nw
+        )));
+    }
     out.clear();
     out.resize(nw, 0.0);
     for (t, &c) in coeff.iter().enumerate() {
@@ -53,9 +80,6 @@ pub fn build_sed(
             *o += c * f;
         }
     }
-    atten.clear();
-    atten.resize(nw, 0.0);
-    attenuation(tauv, inp.klambda, atten)?;
     if dust_emission {
         attenuate(out, atten, inp.zfactors, inp.wave, inp.dustflux)?;
     } else {
