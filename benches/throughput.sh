@@ -33,7 +33,7 @@ while [[ $# -gt 0 ]]; do
     esac
     shift
 done
-FSF="${FSF:-/work/shared/peer/fsf.sh}"
+FSF="${FSF:-$ROOT/../shared/peer/fsf.sh}"
 PEER_DIR="${PEER_DIR:-$HOME/.cache/fastspecfit-peer}"
 MAPDIR="$ROOT/tests/data/desi"
 NCPU="$(nproc)"
