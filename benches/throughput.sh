@@ -51,7 +51,7 @@ strip() { sed 's/\x1b\[[0-9;]*m//g' "$@"; }
 
 echo "== building the release binary"
 (cd "$ROOT" && cargo build --release --bin fastspecfit 2>&1 | tail -1) || exit 1
-BIN="$ROOT/target/release/fastspecfit"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/fastspecfit"
 [[ -x $BIN ]] || { echo "throughput.sh: no $BIN" >&2; exit 1; }
 
 echo "== simulating $N targets (seed $SEED) into $OUT/sim"
