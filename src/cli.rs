@@ -89,7 +89,12 @@ pub struct FitArgs {
     #[arg(long, value_delimiter = ',', num_args = 1)]
     pub targetids: Option<Vec<i64>>,
     /// Comma-separated redshifts for `--targetids` (same length).
-    #[arg(long = "input-redshifts", value_delimiter = ',', num_args = 1, allow_negative_numbers = true)]
+    #[arg(
+        long = "input-redshifts",
+        value_delimiter = ',',
+        num_args = 1,
+        allow_negative_numbers = true
+    )]
     pub input_redshifts: Option<Vec<f64>>,
     /// Minimum redshift (default 1e-3).
     #[arg(long)]

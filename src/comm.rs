@@ -35,7 +35,12 @@ impl Comm {
             if let Some(universe) = mpi::initialize() {
                 let world = universe.world();
                 let (rank, size) = (world.rank() as usize, world.size() as usize);
-                return Comm { rank, size, world: Some(world), _universe: Some(universe) };
+                return Comm {
+                    rank,
+                    size,
+                    world: Some(world),
+                    _universe: Some(universe),
+                };
             }
         }
         Self::single()

@@ -16,14 +16,19 @@ fn init(args: &FitArgs, rank: usize) -> (ProfileLayer, Option<tracing_chrome::Fl
     let level = if args.verbose { "debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let profile = ProfileLayer::new();
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false);
     let (chrome, guard) = match &args.trace {
         Some(path) => {
             let mut p = path.clone();
             if rank > 0 {
                 p.set_extension(format!("rank{rank}.json"));
             }
-            let (layer, guard) = tracing_chrome::ChromeLayerBuilder::new().file(p).include_args(true).build();
+            let (layer, guard) = tracing_chrome::ChromeLayerBuilder::new()
+                .file(p)
+                .include_args(true)
+                .build();
             (Some(layer), Some(guard))
         }
         None => (None, None),
@@ -38,9 +43,15 @@ fn init(args: &FitArgs, rank: usize) -> (ProfileLayer, Option<tracing_chrome::Fl
     }
     // One pool: `--mp N` threads in total for the passes; kernels inside a pass are sequential.
     let threads = args.mp.max(1);
-    bevy_tasks::ComputeTaskPool::get_or_init(|| bevy_tasks::TaskPoolBuilder::new().num_threads(threads).build());
+    bevy_tasks::ComputeTaskPool::get_or_init(|| {
+        bevy_tasks::TaskPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+    });
     // rayon (used by dependencies) gets the same budget; faer runs sequentially inside kernels.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
     fsf_systems::use_sequential_kernels();
     (profile, guard)
 }
@@ -50,7 +61,11 @@ fn main() -> ExitCode {
     let t0 = Instant::now();
     match &cli.command {
         Command::Fastspec(a) | Command::Fastphot(a) => {
-            let mode = if matches!(cli.command, Command::Fastspec(_)) { Mode::Fastspec } else { Mode::Fastphot };
+            let mode = if matches!(cli.command, Command::Fastspec(_)) {
+                Mode::Fastspec
+            } else {
+                Mode::Fastphot
+            };
             let (profile, _trace) = init(a, 0);
             match run_fit(a, mode) {
                 Ok(summary) => {
@@ -66,7 +81,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Simulate(a) => {
-            tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .init();
             match fastspecfit::simulate::run_simulate(a) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -94,7 +112,8 @@ fn main() -> ExitCode {
                         if p.plan {
                             print!("{}", r.plan_text);
                         } else {
-                            let rate = r.targets as f64 / r.seconds.max(1e-9) / r.cores.max(1) as f64;
+                            let rate =
+                                r.targets as f64 / r.seconds.max(1e-9) / r.cores.max(1) as f64;
                             eprintln!(
                                 "summary: {} files fitted, {} skipped (output exists), {} failed; {} targets ({} flagged); {:.1} s; {:.3} targets/s/core on {} cores",
                                 r.files_done, r.files_skipped, r.files_failed, r.targets, r.flagged, r.seconds, rate, r.cores

@@ -62,27 +62,42 @@ fn list_dir(dir: &Path) -> Vec<PathBuf> {
 /// recent night only). Filters: surveys, programs, healpix list, tiles, nights.
 pub fn discover(root: &Path, a: &ProductionArgs) -> Vec<PathBuf> {
     let prefix = &a.fit.redrockfile_prefix;
-    let keep = |list: &Option<Vec<String>>, v: &str| list.as_ref().map(|l| l.iter().any(|x| x == v)).unwrap_or(true);
+    let keep = |list: &Option<Vec<String>>, v: &str| {
+        list.as_ref()
+            .map(|l| l.iter().any(|x| x == v))
+            .unwrap_or(true)
+    };
     let mut out = Vec::new();
     if a.coadd_type == "healpix" {
         for sdir in list_dir(&root.join("healpix")) {
-            let survey = sdir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let survey = sdir
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if !keep(&a.survey, &survey) {
                 continue;
             }
             for pdir in list_dir(&sdir) {
-                let program = pdir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let program = pdir
+                    .file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 if !keep(&a.program, &program) {
                     continue;
                 }
                 for group in list_dir(&pdir) {
                     for pix in list_dir(&group) {
-                        let p = pix.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                        let p = pix
+                            .file_name()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default();
                         if !keep(&a.healpix, &p) {
                             continue;
                         }
                         out.extend(list_dir(&pix).into_iter().filter(|f| {
-                            f.file_name().map(|n| is_redrock(&n.to_string_lossy(), prefix)).unwrap_or(false)
+                            f.file_name()
+                                .map(|n| is_redrock(&n.to_string_lossy(), prefix))
+                                .unwrap_or(false)
                         }));
                     }
                 }
@@ -90,7 +105,10 @@ pub fn discover(root: &Path, a: &ProductionArgs) -> Vec<PathBuf> {
         }
     } else {
         for tdir in list_dir(&root.join("tiles").join(&a.coadd_type)) {
-            let tile = tdir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let tile = tdir
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if !keep(&a.tile, &tile) {
                 continue;
             }
@@ -99,12 +117,17 @@ pub fn discover(root: &Path, a: &ProductionArgs) -> Vec<PathBuf> {
                 nights = nights.into_iter().last().into_iter().collect();
             }
             for ndir in nights {
-                let night = ndir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let night = ndir
+                    .file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 if a.coadd_type == "pernight" && !keep(&a.night, &night) {
                     continue;
                 }
                 out.extend(list_dir(&ndir).into_iter().filter(|f| {
-                    f.file_name().map(|n| is_redrock(&n.to_string_lossy(), prefix)).unwrap_or(false)
+                    f.file_name()
+                        .map(|n| is_redrock(&n.to_string_lossy(), prefix))
+                        .unwrap_or(false)
                 }));
             }
         }
@@ -114,8 +137,18 @@ pub fn discover(root: &Path, a: &ProductionArgs) -> Vec<PathBuf> {
 
 /// The output file for `redrock`: mirrored under `{outdir}/{specprod}/...` when the file lies
 /// in the production tree `root`, else `{outdir}/<name>`; prefix `fastspec-`/`fastphot-`.
-pub fn output_path(redrock: &Path, root: Option<&Path>, outdir: &Path, specprod: &str, mode: Mode, prefix: &str) -> PathBuf {
-    let name = redrock.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+pub fn output_path(
+    redrock: &Path,
+    root: Option<&Path>,
+    outdir: &Path,
+    specprod: &str,
+    mode: Mode,
+    prefix: &str,
+) -> PathBuf {
+    let name = redrock
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let newprefix = match mode {
         Mode::Fastspec => "fastspec-",
         Mode::Fastphot => "fastphot-",
@@ -141,7 +174,9 @@ fn count_targets(redrock: &Path, prefix: &str, specprefix: &str) -> Result<i64, 
         use_quasarnet: false,
         ..SelectOptions::default()
     };
-    Ok(read_targets(redrock, &opts)?.map(|t| t.len() as i64).unwrap_or(0))
+    Ok(read_targets(redrock, &opts)?
+        .map(|t| t.len() as i64)
+        .unwrap_or(0))
 }
 
 /// Run the production driver on this rank.
@@ -150,7 +185,11 @@ fn count_targets(redrock: &Path, prefix: &str, specprefix: &str) -> Result<i64, 
 /// Only configuration errors; per-file failures are counted in the report.
 pub fn run_production(a: &ProductionArgs, comm: &Comm) -> anyhow::Result<ProductionReport> {
     let t0 = Instant::now();
-    let mode = if a.fastphot { Mode::Fastphot } else { Mode::Fastspec };
+    let mode = if a.fastphot {
+        Mode::Fastphot
+    } else {
+        Mode::Fastspec
+    };
     let specprod = a.fit.specprod.clone().unwrap_or_else(|| "loa".to_string());
     let root = a.fit.redux_dir.as_ref().map(|r| r.join(&specprod));
     let inputs: Vec<PathBuf> = if !a.fit.redrockfiles.is_empty() {
@@ -161,20 +200,37 @@ pub fn run_production(a: &ProductionArgs, comm: &Comm) -> anyhow::Result<Product
         };
         discover(root, a)
     };
-    std::fs::create_dir_all(&a.outdir)
-        .map_err(|e| IoError::output(&a.outdir, format!("cannot create the output directory: {e}")))?;
+    std::fs::create_dir_all(&a.outdir).map_err(|e| {
+        IoError::output(
+            &a.outdir,
+            format!("cannot create the output directory: {e}"),
+        )
+    })?;
 
     // Plan: outputs, skips, and target counts (counting spread over ranks, then summed).
     let n = inputs.len();
     let outs: Vec<PathBuf> = inputs
         .iter()
-        .map(|f| output_path(f, root.as_deref(), &a.outdir, &specprod, mode, &a.fit.redrockfile_prefix))
+        .map(|f| {
+            output_path(
+                f,
+                root.as_deref(),
+                &a.outdir,
+                &specprod,
+                mode,
+                &a.fit.redrockfile_prefix,
+            )
+        })
         .collect();
     let todo: Vec<bool> = outs.iter().map(|o| a.overwrite || !o.exists()).collect();
     let mut counts = vec![0i64; n];
     let mut count_fail = vec![0i64; n];
     for i in (0..n).filter(|i| i % comm.size() == comm.rank() && todo[*i]) {
-        match count_targets(&inputs[i], &a.fit.redrockfile_prefix, &a.fit.specfile_prefix) {
+        match count_targets(
+            &inputs[i],
+            &a.fit.redrockfile_prefix,
+            &a.fit.specfile_prefix,
+        ) {
             Ok(c) => counts[i] = c,
             Err(e) => {
                 tracing::error!("{e}");
@@ -186,7 +242,11 @@ pub fn run_production(a: &ProductionArgs, comm: &Comm) -> anyhow::Result<Product
     comm.sum(&mut count_fail);
     let planned: Vec<PlannedFile> = (0..n)
         .filter(|&i| todo[i] && (counts[i] > 0 || count_fail[i] > 0))
-        .map(|i| PlannedFile { redrock: inputs[i].clone(), outfile: outs[i].clone(), ntargets: counts[i] })
+        .map(|i| PlannedFile {
+            redrock: inputs[i].clone(),
+            outfile: outs[i].clone(),
+            ntargets: counts[i],
+        })
         .collect();
     let mut report = ProductionReport {
         files_skipped: todo.iter().filter(|t| !**t).count() as i64,
@@ -197,7 +257,12 @@ pub fn run_production(a: &ProductionArgs, comm: &Comm) -> anyhow::Result<Product
         if comm.rank() == 0 {
             let mut s = String::new();
             for p in &planned {
-                s.push_str(&format!("{}\t{}\t{}\n", p.ntargets, p.redrock.display(), p.outfile.display()));
+                s.push_str(&format!(
+                    "{}\t{}\t{}\n",
+                    p.ntargets,
+                    p.redrock.display(),
+                    p.outfile.display()
+                ));
             }
             s.push_str(&format!(
                 "# {} files ({} targets) to do, {} done already\n",
@@ -210,9 +275,22 @@ pub fn run_production(a: &ProductionArgs, comm: &Comm) -> anyhow::Result<Product
         return Ok(report);
     }
 
-    let owner = weighted_partition(&planned.iter().map(|p| p.ntargets).collect::<Vec<_>>(), comm.size());
-    let mine: Vec<&PlannedFile> = planned.iter().zip(&owner).filter(|(_, r)| **r == comm.rank()).map(|(p, _)| p).collect();
-    tracing::info!(rank = comm.rank(), files = mine.len(), targets = mine.iter().map(|p| p.ntargets).sum::<i64>(), "assigned");
+    let owner = weighted_partition(
+        &planned.iter().map(|p| p.ntargets).collect::<Vec<_>>(),
+        comm.size(),
+    );
+    let mine: Vec<&PlannedFile> = planned
+        .iter()
+        .zip(&owner)
+        .filter(|(_, r)| **r == comm.rank())
+        .map(|(p, _)| p)
+        .collect();
+    tracing::info!(
+        rank = comm.rank(),
+        files = mine.len(),
+        targets = mine.iter().map(|p| p.ntargets).sum::<i64>(),
+        "assigned"
+    );
 
     let mut local = [0i64; 5]; // done, failed, targets, flagged, unused
     if !mine.is_empty() {
@@ -226,16 +304,22 @@ pub fn run_production(a: &ProductionArgs, comm: &Comm) -> anyhow::Result<Product
         for (k, (path, loaded)) in rx.into_iter().enumerate() {
             let Some(p) = it.next() else { break };
             let result = (|| -> Result<Option<RunSummary>, IoError> {
-                let Some(loaded) = loaded? else { return Ok(None) };
+                let Some(loaded) = loaded? else {
+                    return Ok(None);
+                };
                 let mut summary = RunSummary::default();
                 let meta = engine.fit_file(loaded, &mut summary);
                 if let Some(dir) = p.outfile.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| IoError::output(dir, e.to_string()))?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| IoError::output(dir, e.to_string()))?;
                 }
                 write_output(&p.outfile, &[meta], &ctx)?;
                 // Test aid for the crash-safety test: a pause after each written file so a
                 // SIGKILL can land mid-run. Unset in production.
-                if let Some(ms) = std::env::var("FASTSPECFIT_TEST_PAUSE_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+                if let Some(ms) = std::env::var("FASTSPECFIT_TEST_PAUSE_MS")
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
                     std::thread::sleep(std::time::Duration::from_millis(ms));
                 }
                 Ok(Some(summary))

@@ -47,14 +47,27 @@ impl ProfileLayer {
         let t = self.snapshot();
         let mut rows: Vec<_> = t.entries.into_iter().collect();
         rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1));
-        let mut s = format!("{:<28} {:>8} {:>12} {:>14} {:>8}\n", "system", "calls", "total [s]", "per target [ms]", "% wall");
+        let mut s = format!(
+            "{:<28} {:>8} {:>12} {:>14} {:>8}\n",
+            "system", "calls", "total [s]", "per target [ms]", "% wall"
+        );
         let w = wall.as_secs_f64().max(1e-12);
         for (name, (calls, busy)) in rows {
             let b = busy.as_secs_f64();
-            let per = if ntargets > 0 { 1e3 * b / ntargets as f64 } else { 0.0 };
-            s.push_str(&format!("{name:<28} {calls:>8} {b:>12.4} {per:>14.3} {:>8.1}\n", 100.0 * b / w));
+            let per = if ntargets > 0 {
+                1e3 * b / ntargets as f64
+            } else {
+                0.0
+            };
+            s.push_str(&format!(
+                "{name:<28} {calls:>8} {b:>12.4} {per:>14.3} {:>8.1}\n",
+                100.0 * b / w
+            ));
         }
-        s.push_str(&format!("{:<28} {:>8} {:>12.4} {:>14} {:>8}\n", "wall", "", w, "", "100.0"));
+        s.push_str(&format!(
+            "{:<28} {:>8} {:>12.4} {:>14} {:>8}\n",
+            "wall", "", w, "", "100.0"
+        ));
         s
     }
 }
@@ -65,7 +78,10 @@ where
 {
     fn on_new_span(&self, _attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(Timing { entered: None, busy: Duration::ZERO });
+            span.extensions_mut().insert(Timing {
+                entered: None,
+                busy: Duration::ZERO,
+            });
         }
     }
 
@@ -89,9 +105,16 @@ where
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         if let Some(span) = ctx.span(&id) {
-            let busy = span.extensions().get::<Timing>().map(|t| t.busy).unwrap_or_default();
+            let busy = span
+                .extensions()
+                .get::<Timing>()
+                .map(|t| t.busy)
+                .unwrap_or_default();
             if let Ok(mut table) = self.table.lock() {
-                let e = table.entries.entry(span.name().to_string()).or_insert((0, Duration::ZERO));
+                let e = table
+                    .entries
+                    .entry(span.name().to_string())
+                    .or_insert((0, Duration::ZERO));
                 e.0 += 1;
                 e.1 += busy;
             }

@@ -6,16 +6,18 @@ use std::time::Instant;
 
 use bevy_ecs::prelude::*;
 use fsf_components::{
-    ContinuumFit, FitOptions, FitStatus, MilkyWayDust, ObservedPhotometry, PhotometricSetup, PhysicalProperties,
-    PreparedSpectrum, Program, Redshift, SkyPosition, SpectraColumns, Target,
+    ContinuumFit, FitOptions, FitStatus, MilkyWayDust, ObservedPhotometry, PhotometricSetup,
+    PhysicalProperties, PreparedSpectrum, Program, Redshift, SkyPosition, SpectraColumns, Target,
 };
 use fsf_systems::passes::{self, mw_dust::DustMap};
 
 use crate::cli::FitArgs;
 use crate::io::desi::{read_targets, FileTargets, SelectOptions};
 use crate::io::fits::{write_fits_atomic, Card, CardValue, OutHdu};
+use crate::io::photometry::{
+    gather_photometry, GatheredPhotometry, PhotometryConfig, PhotometrySource,
+};
 use crate::io::spectra::read_spectra_checked;
-use crate::io::photometry::{gather_photometry, GatheredPhotometry, PhotometryConfig, PhotometrySource};
 use crate::io::IoError;
 use crate::metadata::{build_metadata, FileMeta};
 
@@ -41,7 +43,9 @@ pub struct RunSummary {
 
 /// The directory of bundled defaults (`tests/data` of this source tree).
 pub fn bundled_data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("data")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("data")
 }
 
 fn resolve_mapdir(args: &FitArgs) -> PathBuf {
@@ -72,7 +76,11 @@ fn resolve_photometry(args: &FitArgs, cfg: &PhotometryConfig) -> PhotometrySourc
 fn setup_from(cfg: &PhotometryConfig) -> PhotometricSetup {
     PhotometricSetup {
         bands: cfg.bands.clone(),
-        filters: cfg.filters.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        filters: cfg
+            .filters
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         fiber_bands: cfg.fiber_bands.clone().unwrap_or_default(),
         fiber_filters: cfg
             .fiber_filters
@@ -87,7 +95,11 @@ fn setup_from(cfg: &PhotometryConfig) -> PhotometricSetup {
 pub fn fit_options(ctx: &RunContext) -> FitOptions {
     let a = &ctx.args;
     FitOptions {
-        program: if ctx.mode == Mode::Fastspec { Program::Fastspec } else { Program::Fastphot },
+        program: if ctx.mode == Mode::Fastspec {
+            Program::Fastspec
+        } else {
+            Program::Fastphot
+        },
         nmonte: a.nmonte,
         seed: a.seed,
         vdisp_nominal_kms: a.vdisp_nominal,
@@ -108,14 +120,20 @@ pub fn fit_options(ctx: &RunContext) -> FitOptions {
 pub fn validate(args: &FitArgs) -> Result<(), IoError> {
     let here = Path::new("command line");
     if args.vdisp_bounds.len() != 2 || args.vdisp_bounds[0] > args.vdisp_bounds[1] {
-        return Err(IoError::input(here, "--vdisp-bounds must be MIN MAX with MIN <= MAX"));
+        return Err(IoError::input(
+            here,
+            "--vdisp-bounds must be MIN MAX with MIN <= MAX",
+        ));
     }
     if let (Some(z), None) = (&args.input_redshifts, &args.targetids) {
         tracing::warn!(n = z.len(), "--input-redshifts ignored without --targetids");
     }
     if let (Some(t), Some(z)) = (&args.targetids, &args.input_redshifts) {
         if t.len() != z.len() {
-            return Err(IoError::input(here, format!("{} --input-redshifts for {} --targetids", z.len(), t.len())));
+            return Err(IoError::input(
+                here,
+                format!("{} --input-redshifts for {} --targetids", z.len(), t.len()),
+            ));
         }
     }
     for f in &args.redrockfiles {
@@ -126,37 +144,106 @@ pub fn validate(args: &FitArgs) -> Result<(), IoError> {
     Ok(())
 }
 
-fn primary_cards(args: &FitArgs, mode: Mode, specprod: &str, coadd_type: &str, source: &PhotometrySource) -> Vec<Card> {
+fn primary_cards(
+    args: &FitArgs,
+    mode: Mode,
+    specprod: &str,
+    coadd_type: &str,
+    source: &PhotometrySource,
+) -> Vec<Card> {
     let mut c = Vec::new();
     if !specprod.is_empty() {
-        c.push(Card::new("SPECPROD", CardValue::Str(specprod.into()), "spectroscopic production name"));
+        c.push(Card::new(
+            "SPECPROD",
+            CardValue::Str(specprod.into()),
+            "spectroscopic production name",
+        ));
     }
-    c.push(Card::new("COADDTYP", CardValue::Str(coadd_type.into()), "spectral coadd type"));
-    c.push(Card::new("INPUTZ", CardValue::Bool(args.input_redshifts.is_some() && args.targetids.is_some()), "input redshifts provided"));
-    c.push(Card::new("INPUTS", CardValue::Bool(args.input_seeds.is_some() && args.targetids.is_some()), "input seeds provided"));
-    c.push(Card::new("CONSAGE", CardValue::Bool(args.constrain_age), "constrain SPS ages"));
-    c.push(Card::new("USEQNET", CardValue::Bool(!args.ignore_quasarnet), "use QuasarNet redshifts"));
-    c.push(Card::new("NMONTE", CardValue::Int(args.nmonte as i64), "number of Monte Carlo realizations"));
-    c.push(Card::new("VDISPNOM", CardValue::Float(args.vdisp_nominal), "nominal velocity dispersion (km/s)"));
+    c.push(Card::new(
+        "COADDTYP",
+        CardValue::Str(coadd_type.into()),
+        "spectral coadd type",
+    ));
+    c.push(Card::new(
+        "INPUTZ",
+        CardValue::Bool(args.input_redshifts.is_some() && args.targetids.is_some()),
+        "input redshifts provided",
+    ));
+    c.push(Card::new(
+        "INPUTS",
+        CardValue::Bool(args.input_seeds.is_some() && args.targetids.is_some()),
+        "input seeds provided",
+    ));
+    c.push(Card::new(
+        "CONSAGE",
+        CardValue::Bool(args.constrain_age),
+        "constrain SPS ages",
+    ));
+    c.push(Card::new(
+        "USEQNET",
+        CardValue::Bool(!args.ignore_quasarnet),
+        "use QuasarNet redshifts",
+    ));
+    c.push(Card::new(
+        "NMONTE",
+        CardValue::Int(args.nmonte as i64),
+        "number of Monte Carlo realizations",
+    ));
+    c.push(Card::new(
+        "VDISPNOM",
+        CardValue::Float(args.vdisp_nominal),
+        "nominal velocity dispersion (km/s)",
+    ));
     c.push(Card::new(
         "VDISPBND",
-        CardValue::Str(format!("{:?},{:?}", args.vdisp_bounds[0], args.vdisp_bounds[1])),
+        CardValue::Str(format!(
+            "{:?},{:?}",
+            args.vdisp_bounds[0], args.vdisp_bounds[1]
+        )),
         "velocity dispersion bounds (km/s)",
     ));
-    c.push(Card::new("SEED", CardValue::Int(args.seed), "random seed for Monte Carlo reproducibility"));
+    c.push(Card::new(
+        "SEED",
+        CardValue::Int(args.seed),
+        "random seed for Monte Carlo reproducibility",
+    ));
     if mode == Mode::Fastspec {
-        c.push(Card::new("NOSCORR", CardValue::Bool(args.no_smooth_continuum), "no smooth continuum correction"));
-        c.push(Card::new("NOPHOTO", CardValue::Bool(args.ignore_photometry), "no fitting to photometry"));
-        c.push(Card::new("BRDLFIT", CardValue::Bool(!args.no_broadlinefit), "carry out broad-line fitting"));
-        c.push(Card::new("UFLOOR", CardValue::Float(args.uncertainty_floor), "fractional uncertainty floor"));
-        c.push(Card::new("SNRBBALM", CardValue::Float(args.minsnr_balmer_broad), "minimum broad Balmer S/N"));
+        c.push(Card::new(
+            "NOSCORR",
+            CardValue::Bool(args.no_smooth_continuum),
+            "no smooth continuum correction",
+        ));
+        c.push(Card::new(
+            "NOPHOTO",
+            CardValue::Bool(args.ignore_photometry),
+            "no fitting to photometry",
+        ));
+        c.push(Card::new(
+            "BRDLFIT",
+            CardValue::Bool(!args.no_broadlinefit),
+            "carry out broad-line fitting",
+        ));
+        c.push(Card::new(
+            "UFLOOR",
+            CardValue::Float(args.uncertainty_floor),
+            "fractional uncertainty floor",
+        ));
+        c.push(Card::new(
+            "SNRBBALM",
+            CardValue::Float(args.minsnr_balmer_broad),
+            "minimum broad Balmer S/N",
+        ));
     }
     let photsrc = match source {
         PhotometrySource::LegacySurvey { .. } => "TRACTOR",
         PhotometrySource::External { .. } => "EXTERNAL",
         PhotometrySource::Fibermap => "FIBERMAP",
     };
-    c.push(Card::new("PHOTSRC", CardValue::Str(photsrc.into()), "broadband photometry source"));
+    c.push(Card::new(
+        "PHOTSRC",
+        CardValue::Str(photsrc.into()),
+        "broadband photometry source",
+    ));
     let basename = |p: &Option<PathBuf>, default: &str| {
         p.as_ref()
             .and_then(|p| p.file_name())
@@ -170,10 +257,22 @@ fn primary_cards(args: &FitArgs, mode: Mode, specprod: &str, coadd_type: &str, s
         ("DUST_DIR".into(), env_or("DUST_DIR")),
         ("FTEMPLATES_DIR".into(), env_or("FTEMPLATES_DIR")),
         ("FPHOTO_DIR".into(), env_or("FPHOTO_DIR")),
-        ("FPHOTO_FILE".into(), basename(&args.fphotofile, "legacysurvey-dr9.yaml")),
-        ("FTEMPLATES_FILE".into(), basename(&args.templates, "ftemplates-bc03.fits")),
-        ("EMLINES_FILE".into(), basename(&args.emlinesfile, "emlines.ecsv")),
-        ("CONSTRAINTS_FILE".into(), basename(&args.constraintsfile, "emline-constraints.yaml")),
+        (
+            "FPHOTO_FILE".into(),
+            basename(&args.fphotofile, "legacysurvey-dr9.yaml"),
+        ),
+        (
+            "FTEMPLATES_FILE".into(),
+            basename(&args.templates, "ftemplates-bc03.fits"),
+        ),
+        (
+            "EMLINES_FILE".into(),
+            basename(&args.emlinesfile, "emlines.ecsv"),
+        ),
+        (
+            "CONSTRAINTS_FILE".into(),
+            basename(&args.constraintsfile, "emline-constraints.yaml"),
+        ),
     ];
     for (i, (k, v)) in deps.into_iter().enumerate() {
         c.push(Card::new(&format!("DEPNAM{i:02}"), CardValue::Str(k), ""));
@@ -208,7 +307,11 @@ impl RunContext {
         let source = resolve_photometry(args, &phot_cfg);
         let select = SelectOptions {
             targetids: args.targetids.clone(),
-            input_redshifts: if args.targetids.is_some() { args.input_redshifts.clone() } else { None },
+            input_redshifts: if args.targetids.is_some() {
+                args.input_redshifts.clone()
+            } else {
+                None
+            },
             zmin: args.zmin.unwrap_or(1e-3),
             ntargets: args.ntargets,
             firsttarget: args.firsttarget,
@@ -225,9 +328,18 @@ impl RunContext {
         }
         if mode == Mode::Fastspec {
             // Validate the line list and kinematic constraints before any heavy I/O.
-            crate::io::emlines::EmlineConfig::load(args.emlinesfile.as_deref(), args.constraintsfile.as_deref())?;
+            crate::io::emlines::EmlineConfig::load(
+                args.emlinesfile.as_deref(),
+                args.constraintsfile.as_deref(),
+            )?;
         }
-        Ok(RunContext { mode, select, phot_cfg, source, args: args.clone() })
+        Ok(RunContext {
+            mode,
+            select,
+            phot_cfg,
+            source,
+            args: args.clone(),
+        })
     }
 }
 
@@ -251,7 +363,9 @@ pub struct LoadedFile {
 /// Any input problem, naming the file.
 pub fn load_file(redrock: &Path, ctx: &RunContext) -> Result<Option<LoadedFile>, IoError> {
     let _span = tracing::info_span!("load").entered();
-    let Some(targets) = read_targets(redrock, &ctx.select)? else { return Ok(None) };
+    let Some(targets) = read_targets(redrock, &ctx.select)? else {
+        return Ok(None);
+    };
     let phot = gather_photometry(&targets, &ctx.phot_cfg, &ctx.source)?;
     let kept: Vec<usize> = (0..targets.len()).filter(|&i| phot.keep[i]).collect();
     let spectra = if ctx.mode == Mode::Fastspec {
@@ -269,7 +383,12 @@ pub fn load_file(redrock: &Path, ctx: &RunContext) -> Result<Option<LoadedFile>,
     } else {
         None
     };
-    Ok(Some(LoadedFile { targets, phot, kept, spectra }))
+    Ok(Some(LoadedFile {
+        targets,
+        phot,
+        kept,
+        spectra,
+    }))
 }
 
 /// Load `files` on a background thread, one ahead of the consumer (I/O overlaps compute).
@@ -308,11 +427,19 @@ impl Engine {
         let sfd = crate::io::sfd::load_sfd(&resolve_mapdir(&ctx.args))?;
         let mut world = World::new();
         world.insert_resource(setup_from(&ctx.phot_cfg));
-        world.insert_resource(DustMap { ngp: sfd.ngp, sgp: sfd.sgp });
+        world.insert_resource(DustMap {
+            ngp: sfd.ngp,
+            sgp: sfd.sgp,
+        });
         world.insert_resource(fit_options(ctx));
         world.insert_resource(fsf_components::spectrum::SynthPhotometry {
             bands: ctx.phot_cfg.synth_bands.clone(),
-            filters: ctx.phot_cfg.synth_filters.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            filters: ctx
+                .phot_cfg
+                .synth_filters
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         });
         crate::resources::insert_fit_resources(&mut world, ctx)?;
         crate::specphot::insert_derived_resources(&mut world, ctx)?;
@@ -323,7 +450,12 @@ impl Engine {
 
     /// Spawn the file's targets, run every pass, collect the results in row order, despawn.
     pub fn fit_file(&mut self, loaded: LoadedFile, summary: &mut RunSummary) -> FileMeta {
-        let LoadedFile { targets, phot, kept, spectra } = loaded;
+        let LoadedFile {
+            targets,
+            phot,
+            kept,
+            spectra,
+        } = loaded;
         if let Some(sp) = spectra {
             self.world.insert_resource(sp);
         }
@@ -331,14 +463,24 @@ impl Engine {
         for (k, &i) in kept.iter().enumerate() {
             let mut zi = targets.z[i];
             if zi <= 0.0 {
-                tracing::warn!(targetid = targets.targetid[i], z = zi, "redshift <= 0; setting it to 1e-8");
+                tracing::warn!(
+                    targetid = targets.targetid[i],
+                    z = zi,
+                    "redshift <= 0; setting it to 1e-8"
+                );
                 zi = 1e-8;
             }
             z.push(zi);
             self.world.spawn((
-                Target { row: k, targetid: targets.targetid[i] },
+                Target {
+                    row: k,
+                    targetid: targets.targetid[i],
+                },
                 Redshift { z: zi },
-                SkyPosition { ra_deg: phot.ra[i], dec_deg: phot.dec[i] },
+                SkyPosition {
+                    ra_deg: phot.ra[i],
+                    dec_deg: phot.dec[i],
+                },
                 ObservedPhotometry {
                     photsys: phot.photsys[i].clone(),
                     flux_nmgy: phot.flux.iter().map(|b| b[i]).collect(),
@@ -348,7 +490,11 @@ impl Engine {
                 },
                 MilkyWayDust::default(),
                 FitStatus::default(),
-                (PreparedSpectrum::default(), ContinuumFit::default(), PhysicalProperties::default()),
+                (
+                    PreparedSpectrum::default(),
+                    ContinuumFit::default(),
+                    PhysicalProperties::default(),
+                ),
             ));
         }
         self.schedule.run(&mut self.world);
@@ -358,9 +504,14 @@ impl Engine {
         let mut continuum = vec![ContinuumFit::default(); nk];
         let mut props = vec![PhysicalProperties::default(); nk];
         let mut status = vec![FitStatus::default(); nk];
-        let mut q = self
-            .world
-            .query::<(Entity, &Target, &MilkyWayDust, &FitStatus, &ContinuumFit, &PhysicalProperties)>();
+        let mut q = self.world.query::<(
+            Entity,
+            &Target,
+            &MilkyWayDust,
+            &FitStatus,
+            &ContinuumFit,
+            &PhysicalProperties,
+        )>();
         let mut entities = Vec::with_capacity(nk);
         for (e, t, d, s, c, p) in q.iter(&self.world) {
             dust[t.row] = d.clone();
@@ -378,7 +529,16 @@ impl Engine {
         self.world.remove_resource::<SpectraColumns>();
         summary.files += 1;
         summary.targets += kept.len();
-        FileMeta { targets, phot, rows: kept, z, dust, continuum, props, status }
+        FileMeta {
+            targets,
+            phot,
+            rows: kept,
+            z,
+            dust,
+            continuum,
+            props,
+            status,
+        }
     }
 }
 
@@ -388,13 +548,27 @@ impl Engine {
 /// Output errors, naming the file.
 pub fn write_output(outfile: &Path, files: &[FileMeta], ctx: &RunContext) -> Result<(), IoError> {
     let _span = tracing::info_span!("write").entered();
-    let specprod = files.first().map(|f| f.targets.header.specprod.clone()).unwrap_or_default();
-    let coadd_type = files.first().map(|f| f.targets.header.coadd_type.clone()).unwrap_or_default();
+    let specprod = files
+        .first()
+        .map(|f| f.targets.header.specprod.clone())
+        .unwrap_or_default();
+    let coadd_type = files
+        .first()
+        .map(|f| f.targets.header.coadd_type.clone())
+        .unwrap_or_default();
     let meta = build_metadata(files, &ctx.phot_cfg);
     let cards = primary_cards(&ctx.args, ctx.mode, &specprod, &coadd_type, &ctx.source);
-    let mut hdus = vec![OutHdu::Table { extname: "METADATA".into(), columns: meta, cards: vec![] }];
+    let mut hdus = vec![OutHdu::Table {
+        extname: "METADATA".into(),
+        columns: meta,
+        cards: vec![],
+    }];
     if let Some(columns) = crate::specphot::specphot_columns(files, ctx) {
-        hdus.push(OutHdu::Table { extname: "SPECPHOT".into(), columns, cards: vec![] });
+        hdus.push(OutHdu::Table {
+            extname: "SPECPHOT".into(),
+            columns,
+            cards: vec![],
+        });
     }
     write_fits_atomic(outfile, &cards, &hdus)
 }
@@ -413,7 +587,11 @@ pub fn run_fit(args: &FitArgs, mode: Mode) -> anyhow::Result<RunSummary> {
         return Err(IoError::input(Path::new("command line"), "-o/--outfile is required").into());
     };
     if args.redrockfiles.is_empty() {
-        return Err(IoError::input(Path::new("command line"), "at least one Redrock file is required").into());
+        return Err(IoError::input(
+            Path::new("command line"),
+            "at least one Redrock file is required",
+        )
+        .into());
     }
     crate::io::fits::check_output_path(outfile)?;
     let ctx = RunContext::new(args, mode)?;
@@ -426,7 +604,11 @@ pub fn run_fit(args: &FitArgs, mode: Mode) -> anyhow::Result<RunSummary> {
         let sp = &loaded.targets.header.specprod;
         if let Some(prev) = &specprod {
             if prev != sp {
-                return Err(IoError::input(&path, format!("specprod {sp} differs from {prev} of earlier files")).into());
+                return Err(IoError::input(
+                    &path,
+                    format!("specprod {sp} differs from {prev} of earlier files"),
+                )
+                .into());
             }
         }
         specprod = Some(sp.clone());
@@ -434,7 +616,10 @@ pub fn run_fit(args: &FitArgs, mode: Mode) -> anyhow::Result<RunSummary> {
         files.push(engine.fit_file(loaded, &mut summary));
     }
     if summary.targets == 0 {
-        anyhow::bail!("no targets selected in {} input file(s); nothing written", args.redrockfiles.len());
+        anyhow::bail!(
+            "no targets selected in {} input file(s); nothing written",
+            args.redrockfiles.len()
+        );
     }
     write_output(outfile, &files, &ctx)?;
     tracing::info!(

@@ -54,10 +54,16 @@ pub struct PhotometricSetup {
 impl PhotometricSetup {
     /// The band filters of photometric system `photsys`.
     pub fn filters_for(&self, photsys: &str) -> Option<&[String]> {
-        self.filters.iter().find(|(k, _)| k == photsys).map(|(_, v)| v.as_slice())
+        self.filters
+            .iter()
+            .find(|(k, _)| k == photsys)
+            .map(|(_, v)| v.as_slice())
     }
     /// The fiber filters of photometric system `photsys`.
     pub fn fiber_filters_for(&self, photsys: &str) -> Option<&[String]> {
-        self.fiber_filters.iter().find(|(k, _)| k == photsys).map(|(_, v)| v.as_slice())
+        self.fiber_filters
+            .iter()
+            .find(|(k, _)| k == photsys)
+            .map(|(_, v)| v.as_slice())
     }
 }

@@ -210,7 +210,10 @@ pub fn coadd_path_for(redrock: &Path, opts: &SelectOptions) -> Result<PathBuf, I
     if !base.contains(&opts.redrock_prefix) {
         return Err(IoError::input(
             redrock,
-            format!("file name lacks the Redrock prefix '{}' (set --redrockfile-prefix)", opts.redrock_prefix),
+            format!(
+                "file name lacks the Redrock prefix '{}' (set --redrockfile-prefix)",
+                opts.redrock_prefix
+            ),
         ));
     }
     let coadd = base.replacen(&opts.redrock_prefix, &opts.specfile_prefix, 1);
@@ -224,24 +227,41 @@ fn specprod_from_header(f: &mut FitsReader) -> String {
             None => continue,
         };
         if name == "SPECPROD" {
-            return f.key_str("PRIMARY", &format!("DEPVER{i:02}")).unwrap_or_default();
+            return f
+                .key_str("PRIMARY", &format!("DEPVER{i:02}"))
+                .unwrap_or_default();
         }
     }
     String::new()
 }
 
 /// Look up (SURVEY, PROGRAM) of `tileid` in `{redux_dir}/{dir}/tiles-{specprod}.csv`.
-fn tiles_lookup(redux_dir: &Path, dir: &str, specprod: &str, tileid: i32) -> Result<Option<(String, String)>, IoError> {
+fn tiles_lookup(
+    redux_dir: &Path,
+    dir: &str,
+    specprod: &str,
+    tileid: i32,
+) -> Result<Option<(String, String)>, IoError> {
     let path = redux_dir.join(dir).join(format!("tiles-{specprod}.csv"));
     if !path.is_file() {
         return Ok(None);
     }
     let text = std::fs::read_to_string(&path).map_err(|e| IoError::input(&path, e.to_string()))?;
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
-    let header: Vec<&str> = lines.next().unwrap_or("").split(',').map(|s| s.trim()).collect();
+    let mut lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .map(|s| s.trim())
+        .collect();
     let col = |name: &str| header.iter().position(|h| *h == name);
     let (Some(it), Some(is), Some(ip)) = (col("TILEID"), col("SURVEY"), col("PROGRAM")) else {
-        return Err(IoError::input(&path, "tiles table lacks TILEID, SURVEY or PROGRAM"));
+        return Err(IoError::input(
+            &path,
+            "tiles table lacks TILEID, SURVEY or PROGRAM",
+        ));
     };
     for line in lines {
         let f: Vec<&str> = line.split(',').map(|s| s.trim()).collect();
@@ -251,7 +271,10 @@ fn tiles_lookup(redux_dir: &Path, dir: &str, specprod: &str, tileid: i32) -> Res
             return Ok(Some((s, p)));
         }
     }
-    Err(IoError::input(&path, format!("TILEID {tileid} not found in the tiles table")))
+    Err(IoError::input(
+        &path,
+        format!("TILEID {tileid} not found in the tiles table"),
+    ))
 }
 
 fn read_header(coadd: &mut FitsReader, opts: &SelectOptions) -> Result<CoaddHeader, IoError> {
@@ -265,12 +288,20 @@ fn read_header(coadd: &mut FitsReader, opts: &SelectOptions) -> Result<CoaddHead
         }
     };
     let need_i = |f: &mut FitsReader, key: &str| -> Result<i64, IoError> {
-        f.key_i64("PRIMARY", key)
-            .ok_or_else(|| IoError::input(&path, format!("primary header lacks {key} (needed for a {coadd_type} coadd)")))
+        f.key_i64("PRIMARY", key).ok_or_else(|| {
+            IoError::input(
+                &path,
+                format!("primary header lacks {key} (needed for a {coadd_type} coadd)"),
+            )
+        })
     };
     let need_s = |f: &mut FitsReader, key: &str| -> Result<String, IoError> {
-        f.key_str("PRIMARY", key)
-            .ok_or_else(|| IoError::input(&path, format!("primary header lacks {key} (needed for a {coadd_type} coadd)")))
+        f.key_str("PRIMARY", key).ok_or_else(|| {
+            IoError::input(
+                &path,
+                format!("primary header lacks {key} (needed for a {coadd_type} coadd)"),
+            )
+        })
     };
     let mut h = CoaddHeader {
         coadd_type: coadd_type.clone(),
@@ -376,7 +407,12 @@ pub fn read_targets(redrock: &Path, opts: &SelectOptions) -> Result<Option<FileT
     if fm_tid.len() != n {
         return Err(IoError::input(
             &coadd_path,
-            format!("FIBERMAP has {} rows but {} has {} REDSHIFTS rows", fm_tid.len(), redrock.display(), n),
+            format!(
+                "FIBERMAP has {} rows but {} has {} REDSHIFTS rows",
+                fm_tid.len(),
+                redrock.display(),
+                n
+            ),
         ));
     }
     if let Some(i) = (0..n).find(|&i| fm_tid[i] != rr_tid[i]) {
@@ -393,20 +429,30 @@ pub fn read_targets(redrock: &Path, opts: &SelectOptions) -> Result<Option<FileT
     let objtype = if co.has_column("FIBERMAP", "OBJTYPE") {
         co.str_col("FIBERMAP", "OBJTYPE")?.0
     } else {
-        return Err(IoError::input(&coadd_path, "HDU FIBERMAP has no column OBJTYPE"));
+        return Err(IoError::input(
+            &coadd_path,
+            "HDU FIBERMAP has no column OBJTYPE",
+        ));
     };
 
     let redrock_str = redrock.to_string_lossy();
     let qn_path = PathBuf::from(redrock_str.replace(&opts.redrock_prefix, &opts.qnfile_prefix));
     let mgii_path = PathBuf::from(redrock_str.replace(&opts.redrock_prefix, "qso_mgii-"));
-    let use_qn = opts.use_quasarnet && opts.input_redshifts.is_none() && qn_path.is_file() && mgii_path.is_file();
+    let use_qn = opts.use_quasarnet
+        && opts.input_redshifts.is_none()
+        && qn_path.is_file()
+        && mgii_path.is_file();
     let zmin_now = if use_qn { f64::NEG_INFINITY } else { opts.zmin };
     let mut rows: Vec<usize>;
     let mut zsel: Option<Vec<f64>> = None;
     match &opts.targetids {
         None => {
             let mut seen = HashSet::with_capacity(n);
-            let dups: Vec<i64> = fm_tid.iter().filter(|t| !seen.insert(**t)).copied().collect();
+            let dups: Vec<i64> = fm_tid
+                .iter()
+                .filter(|t| !seen.insert(**t))
+                .copied()
+                .collect();
             if !dups.is_empty() {
                 return Err(IoError::input(
                     &coadd_path,
@@ -426,15 +472,22 @@ pub fn read_targets(redrock: &Path, opts: &SelectOptions) -> Result<Option<FileT
         Some(tids) => {
             let mut seen = HashSet::new();
             if let Some(d) = tids.iter().find(|t| !seen.insert(**t)) {
-                return Err(IoError::input(redrock, format!("TARGETID {d} is requested more than once")));
+                return Err(IoError::input(
+                    redrock,
+                    format!("TARGETID {d} is requested more than once"),
+                ));
             }
-            let index: HashMap<i64, usize> = rr_tid.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+            let index: HashMap<i64, usize> =
+                rr_tid.iter().enumerate().map(|(i, t)| (*t, i)).collect();
             let mut r = Vec::with_capacity(tids.len());
             for t in tids {
                 match index.get(t) {
                     Some(&i) => r.push(i),
                     None => {
-                        return Err(IoError::input(redrock, format!("requested TARGETID {t} is not in this file")))
+                        return Err(IoError::input(
+                            redrock,
+                            format!("requested TARGETID {t} is not in this file"),
+                        ))
                     }
                 }
             }
@@ -477,7 +530,10 @@ pub fn read_targets(redrock: &Path, opts: &SelectOptions) -> Result<Option<FileT
         let tmap: Vec<(String, Vec<i64>)> = {
             let names: Vec<String> = co.column_names("FIBERMAP")?;
             let mut v = Vec::new();
-            for c in TARGETING_ALL.iter().filter(|c| names.iter().any(|n| n == *c)) {
+            for c in TARGETING_ALL
+                .iter()
+                .filter(|c| names.iter().any(|n| n == *c))
+            {
                 let col: Vec<i64> = co.col("FIBERMAP", c)?;
                 v.push((c.to_string(), take(&col, &rows)));
             }
@@ -485,8 +541,15 @@ pub fn read_targets(redrock: &Path, opts: &SelectOptions) -> Result<Option<FileT
         };
         let spectype_sel = take(&rr_spectype, &rows);
         super::quasarnet::update_qso_redshifts(
-            &qn_path, &mgii_path, &rows, &take(&rr_tid, &rows), &tmap, &spectype_sel,
-            &specprod_from_header(&mut co), &mut z, &mut zwarn,
+            &qn_path,
+            &mgii_path,
+            &rows,
+            &take(&rr_tid, &rows),
+            &tmap,
+            &spectype_sel,
+            &specprod_from_header(&mut co),
+            &mut z,
+            &mut zwarn,
         )?;
         let keep: Vec<bool> = z.iter().map(|&zi| zi > opts.zmin).collect();
         if !keep.iter().any(|&k| k) {
@@ -507,10 +570,22 @@ pub fn read_targets(redrock: &Path, opts: &SelectOptions) -> Result<Option<FileT
 
     // TSNR2
     let mut tsnr2: [Vec<f32>; 5] = Default::default();
-    for (k, name) in ["TSNR2_BGS", "TSNR2_LRG", "TSNR2_ELG", "TSNR2_QSO", "TSNR2_LYA"].iter().enumerate() {
+    for (k, name) in [
+        "TSNR2_BGS",
+        "TSNR2_LRG",
+        "TSNR2_ELG",
+        "TSNR2_QSO",
+        "TSNR2_LYA",
+    ]
+    .iter()
+    .enumerate()
+    {
         let v: Vec<f32> = rr.col("TSNR2", name)?;
         if v.len() != n {
-            return Err(IoError::input(redrock, format!("TSNR2 has {} rows, REDSHIFTS {n}", v.len())));
+            return Err(IoError::input(
+                redrock,
+                format!("TSNR2 has {} rows, REDSHIFTS {n}", v.len()),
+            ));
         }
         tsnr2[k] = take(&v, &rows);
     }
@@ -567,11 +642,19 @@ pub fn read_targets(redrock: &Path, opts: &SelectOptions) -> Result<Option<FileT
         for t in &sel_tid {
             let mut v = tiles.get(t).cloned().unwrap_or_default();
             if v.is_empty() {
-                return Err(IoError::input(&coadd_path, format!("TARGETID {t} has no row in EXP_FIBERMAP")));
+                return Err(IoError::input(
+                    &coadd_path,
+                    format!("TARGETID {t} has no row in EXP_FIBERMAP"),
+                ));
             }
             v.sort_unstable();
             v.dedup();
-            list.push(v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" "));
+            list.push(
+                v.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
         }
         tileid_list = Some(list);
     } else {
@@ -584,7 +667,12 @@ pub fn read_targets(redrock: &Path, opts: &SelectOptions) -> Result<Option<FileT
         for t in &sel_tid {
             match first.get(t) {
                 Some(f) => v.push(*f),
-                None => return Err(IoError::input(&coadd_path, format!("TARGETID {t} has no row in EXP_FIBERMAP"))),
+                None => {
+                    return Err(IoError::input(
+                        &coadd_path,
+                        format!("TARGETID {t} has no row in EXP_FIBERMAP"),
+                    ))
+                }
             }
         }
         fiber = Some(v);
@@ -600,13 +688,22 @@ pub fn read_targets(redrock: &Path, opts: &SelectOptions) -> Result<Option<FileT
         zwarn,
         zwarn_rr,
         deltachi2: take(&rr_dchi2, &rows),
-        spectype: StrColumn { values: take(&rr_spectype, &rows), width: w_spectype },
-        subtype: StrColumn { values: take(&rr_subtype, &rows), width: w_subtype },
+        spectype: StrColumn {
+            values: take(&rr_spectype, &rows),
+            width: w_spectype,
+        },
+        subtype: StrColumn {
+            values: take(&rr_subtype, &rows),
+            width: w_subtype,
+        },
         tsnr2,
         target_ra: take(&target_ra, &rows),
         target_dec: take(&target_dec, &rows),
         coadd_fiberstatus: take(&fiberstatus, &rows),
-        photsys: StrColumn { values: take(&photsys, &rows), width: w_photsys },
+        photsys: StrColumn {
+            values: take(&photsys, &rows),
+            width: w_photsys,
+        },
         release: take(&release, &rows),
         brickname: take(&brickname, &rows),
         brickid: take(&brickid, &rows),

@@ -45,11 +45,17 @@ impl FitsReader {
             .and_then(|mut f| f.read(&mut head))
             .map_err(|e| IoError::input(path, format!("cannot read: {e}")))?;
         if n < 30 || &head[..6] != b"SIMPLE" {
-            return Err(IoError::input(path, "not a FITS file (no SIMPLE card at the start)"));
+            return Err(IoError::input(
+                path,
+                "not a FITS file (no SIMPLE card at the start)",
+            ));
         }
         let file = FitsFile::open(path)
             .map_err(|e| IoError::input(path, format!("cannot open as FITS: {}", fits_msg(e))))?;
-        Ok(FitsReader { file, path: path.to_path_buf() })
+        Ok(FitsReader {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The path this reader was opened from.
@@ -86,7 +92,9 @@ impl FitsReader {
     /// # Errors
     /// The file has fewer HDUs.
     pub fn hdu_at(&mut self, idx: usize) -> Result<FitsHdu, IoError> {
-        self.file.hdu(idx).map_err(|_| self.err(format!("missing HDU number {idx}")))
+        self.file
+            .hdu(idx)
+            .map_err(|_| self.err(format!("missing HDU number {idx}")))
     }
 
     /// Number of rows of the binary table in HDU `name`.
@@ -108,29 +116,40 @@ impl FitsReader {
     pub fn column_names(&mut self, name: &str) -> Result<Vec<String>, IoError> {
         let hdu = self.hdu(name)?;
         match &hdu.info {
-            HduInfo::TableInfo { column_descriptions, .. } => {
-                Ok(column_descriptions.iter().map(|c| c.name.clone()).collect())
-            }
+            HduInfo::TableInfo {
+                column_descriptions,
+                ..
+            } => Ok(column_descriptions.iter().map(|c| c.name.clone()).collect()),
             _ => Err(self.err(format!("HDU {name} is not a table"))),
         }
     }
 
     /// Whether the table in HDU `hdu` has column `col`.
     pub fn has_column(&mut self, hdu: &str, col: &str) -> bool {
-        self.column_names(hdu).map(|c| c.iter().any(|n| n.eq_ignore_ascii_case(col))).unwrap_or(false)
+        self.column_names(hdu)
+            .map(|c| c.iter().any(|n| n.eq_ignore_ascii_case(col)))
+            .unwrap_or(false)
     }
 
     /// Read a column of table HDU `hdu`, converting numeric types as cfitsio does.
     ///
     /// # Errors
     /// Missing HDU or column, or a read failure (e.g. a truncated file).
-    pub fn col<T: fitsio::tables::ReadsCol>(&mut self, hdu: &str, col: &str) -> Result<Vec<T>, IoError> {
+    pub fn col<T: fitsio::tables::ReadsCol>(
+        &mut self,
+        hdu: &str,
+        col: &str,
+    ) -> Result<Vec<T>, IoError> {
         let h = self.hdu(hdu)?;
         if !self.has_column(hdu, col) {
             return Err(self.err(format!("HDU {hdu} has no column {col}")));
         }
-        h.read_col::<T>(&mut self.file, col)
-            .map_err(|e| self.err(format!("cannot read column {col} of HDU {hdu}: {}", fits_msg(e))))
+        h.read_col::<T>(&mut self.file, col).map_err(|e| {
+            self.err(format!(
+                "cannot read column {col} of HDU {hdu}: {}",
+                fits_msg(e)
+            ))
+        })
     }
 
     /// Read a string column, with trailing blanks removed, plus its declared width.
@@ -141,15 +160,23 @@ impl FitsReader {
         let values: Vec<String> = self.col(hdu, col)?;
         let h = self.hdu(hdu)?;
         let width = match &h.info {
-            HduInfo::TableInfo { column_descriptions, .. } => column_descriptions
+            HduInfo::TableInfo {
+                column_descriptions,
+                ..
+            } => column_descriptions
                 .iter()
                 .find(|c| c.name == col)
                 .map(|c| c.data_type.repeat.max(c.data_type.width))
                 .unwrap_or(1),
             _ => 1,
         };
-        let values: Vec<String> = values.into_iter().map(|s| s.trim_end().to_string()).collect();
-        let width = width.max(values.iter().map(|s| s.len()).max().unwrap_or(1)).max(1);
+        let values: Vec<String> = values
+            .into_iter()
+            .map(|s| s.trim_end().to_string())
+            .collect();
+        let width = width
+            .max(values.iter().map(|s| s.len()).max().unwrap_or(1))
+            .max(1);
         Ok((values, width))
     }
 
@@ -168,7 +195,10 @@ impl FitsReader {
             .map_err(|e| self.err(format!("cannot read image HDU {hdu}: {}", fits_msg(e))))?;
         let n: usize = shape.iter().product();
         if data.len() != n {
-            return Err(self.err(format!("image HDU {hdu} holds {} values, expected {n}", data.len())));
+            return Err(self.err(format!(
+                "image HDU {hdu} holds {} values, expected {n}",
+                data.len()
+            )));
         }
         Ok((data, shape))
     }
@@ -192,7 +222,9 @@ impl FitsReader {
     /// A string header keyword of HDU `hdu`, `None` when absent.
     pub fn key_str(&mut self, hdu: &str, key: &str) -> Option<String> {
         let h = self.hdu(hdu).ok()?;
-        h.read_key::<String>(&mut self.file, key).ok().map(|s| s.trim().to_string())
+        h.read_key::<String>(&mut self.file, key)
+            .ok()
+            .map(|s| s.trim().to_string())
     }
 
     /// An integer header keyword of HDU `hdu`, `None` when absent or not an integer.
@@ -258,7 +290,9 @@ impl ColData {
             ColData::F64(_) => "D".into(),
             ColData::Bool(_) => "L".into(),
             ColData::Str(v, w) => {
-                let w = (*w).max(v.iter().map(|s| s.len()).max().unwrap_or(1)).max(1);
+                let w = (*w)
+                    .max(v.iter().map(|s| s.len()).max().unwrap_or(1))
+                    .max(1);
                 format!("{w}A")
             }
             ColData::F32Vec(_, n) => format!("{n}E"),
@@ -280,11 +314,19 @@ pub struct OutColumn {
 impl OutColumn {
     /// A column without a unit.
     pub fn new(name: impl Into<String>, data: ColData) -> Self {
-        OutColumn { name: name.into(), unit: None, data }
+        OutColumn {
+            name: name.into(),
+            unit: None,
+            data,
+        }
     }
     /// A column with a unit.
     pub fn with_unit(name: impl Into<String>, unit: &str, data: ColData) -> Self {
-        OutColumn { name: name.into(), unit: Some(unit.to_string()), data }
+        OutColumn {
+            name: name.into(),
+            unit: Some(unit.to_string()),
+            data,
+        }
     }
 }
 
@@ -315,7 +357,11 @@ pub struct Card {
 impl Card {
     /// A card from its parts.
     pub fn new(key: &str, value: CardValue, comment: &str) -> Self {
-        Card { key: key.to_string(), value, comment: comment.to_string() }
+        Card {
+            key: key.to_string(),
+            value,
+            comment: comment.to_string(),
+        }
     }
 }
 
@@ -353,8 +399,13 @@ impl Status {
         }
         let mut buf = [0 as libc::c_char; 31];
         unsafe { sys::ffgerr(self.0, buf.as_mut_ptr()) };
-        let msg = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned();
-        Err(IoError::output(path, format!("{what}: cfitsio status {} ({msg})", self.0)))
+        let msg = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
+        Err(IoError::output(
+            path,
+            format!("{what}: cfitsio status {} ({msg})", self.0),
+        ))
     }
 }
 
@@ -372,13 +423,26 @@ unsafe fn write_cards(fptr: *mut sys::fitsfile, cards: &[Card], st: &mut Status)
                 sys::ffukys(fptr, key.as_ptr(), v.as_ptr(), com.as_ptr(), &mut st.0);
             }
             CardValue::Bool(b) => {
-                sys::ffukyl(fptr, key.as_ptr(), *b as libc::c_int, com.as_ptr(), &mut st.0);
+                sys::ffukyl(
+                    fptr,
+                    key.as_ptr(),
+                    *b as libc::c_int,
+                    com.as_ptr(),
+                    &mut st.0,
+                );
             }
             CardValue::Int(i) => {
                 sys::ffukyj(fptr, key.as_ptr(), *i as _, com.as_ptr(), &mut st.0);
             }
             CardValue::Float(x) => {
-                sys::ffukyg(fptr, key.as_ptr(), *x, float_decimals(*x), com.as_ptr(), &mut st.0);
+                sys::ffukyg(
+                    fptr,
+                    key.as_ptr(),
+                    *x,
+                    float_decimals(*x),
+                    com.as_ptr(),
+                    &mut st.0,
+                );
             }
         }
     }
@@ -404,7 +468,10 @@ unsafe fn write_table(
     let nrows = columns.first().map(|c| c.data.len()).unwrap_or(0);
     let ttype: Vec<CString> = columns.iter().map(|c| cstr(&c.name)).collect();
     let tform: Vec<CString> = columns.iter().map(|c| cstr(&c.data.tform())).collect();
-    let tunit: Vec<CString> = columns.iter().map(|c| cstr(c.unit.as_deref().unwrap_or(""))).collect();
+    let tunit: Vec<CString> = columns
+        .iter()
+        .map(|c| cstr(c.unit.as_deref().unwrap_or("")))
+        .collect();
     let mut ttype_p: Vec<*mut libc::c_char> = ttype.iter().map(|s| s.as_ptr() as *mut _).collect();
     let mut tform_p: Vec<*mut libc::c_char> = tform.iter().map(|s| s.as_ptr() as *mut _).collect();
     let mut tunit_p: Vec<*mut libc::c_char> = tunit.iter().map(|s| s.as_ptr() as *mut _).collect();
@@ -427,19 +494,64 @@ unsafe fn write_table(
         let colnum = (i + 1) as libc::c_int;
         match &c.data {
             ColData::I16(v) => {
-                sys::ffpcl(fptr, 21, colnum, 1, 1, v.len() as _, v.as_ptr() as *mut _, &mut st.0);
+                sys::ffpcl(
+                    fptr,
+                    21,
+                    colnum,
+                    1,
+                    1,
+                    v.len() as _,
+                    v.as_ptr() as *mut _,
+                    &mut st.0,
+                );
             }
             ColData::I32(v) => {
-                sys::ffpcl(fptr, 31, colnum, 1, 1, v.len() as _, v.as_ptr() as *mut _, &mut st.0);
+                sys::ffpcl(
+                    fptr,
+                    31,
+                    colnum,
+                    1,
+                    1,
+                    v.len() as _,
+                    v.as_ptr() as *mut _,
+                    &mut st.0,
+                );
             }
             ColData::I64(v) => {
-                sys::ffpcl(fptr, 81, colnum, 1, 1, v.len() as _, v.as_ptr() as *mut _, &mut st.0);
+                sys::ffpcl(
+                    fptr,
+                    81,
+                    colnum,
+                    1,
+                    1,
+                    v.len() as _,
+                    v.as_ptr() as *mut _,
+                    &mut st.0,
+                );
             }
             ColData::F32(v) | ColData::F32Vec(v, _) => {
-                sys::ffpcl(fptr, 42, colnum, 1, 1, v.len() as _, v.as_ptr() as *mut _, &mut st.0);
+                sys::ffpcl(
+                    fptr,
+                    42,
+                    colnum,
+                    1,
+                    1,
+                    v.len() as _,
+                    v.as_ptr() as *mut _,
+                    &mut st.0,
+                );
             }
             ColData::F64(v) => {
-                sys::ffpcl(fptr, 82, colnum, 1, 1, v.len() as _, v.as_ptr() as *mut _, &mut st.0);
+                sys::ffpcl(
+                    fptr,
+                    82,
+                    colnum,
+                    1,
+                    1,
+                    v.len() as _,
+                    v.as_ptr() as *mut _,
+                    &mut st.0,
+                );
             }
             ColData::Bool(v) => {
                 let mut b: Vec<libc::c_char> = v.iter().map(|&x| x as libc::c_char).collect();
@@ -447,7 +559,8 @@ unsafe fn write_table(
             }
             ColData::Str(v, _) => {
                 let cs: Vec<CString> = v.iter().map(|s| cstr(s)).collect();
-                let mut p: Vec<*mut libc::c_char> = cs.iter().map(|s| s.as_ptr() as *mut _).collect();
+                let mut p: Vec<*mut libc::c_char> =
+                    cs.iter().map(|s| s.as_ptr() as *mut _).collect();
                 sys::ffpcls(fptr, colnum, 1, 1, p.len() as _, p.as_mut_ptr(), &mut st.0);
             }
         }
@@ -467,7 +580,10 @@ pub fn check_output_path(path: &Path) -> Result<(), IoError> {
         _ => PathBuf::from("."),
     };
     if !dir.is_dir() {
-        return Err(IoError::output(path, format!("directory {} does not exist", dir.display())));
+        return Err(IoError::output(
+            path,
+            format!("directory {} does not exist", dir.display()),
+        ));
     }
     let probe = dir.join(format!(".fastspecfit-write-test-{}", std::process::id()));
     match std::fs::File::create(&probe) {
@@ -475,7 +591,10 @@ pub fn check_output_path(path: &Path) -> Result<(), IoError> {
             let _ = std::fs::remove_file(&probe);
             Ok(())
         }
-        Err(e) => Err(IoError::output(path, format!("directory {} is not writable: {e}", dir.display()))),
+        Err(e) => Err(IoError::output(
+            path,
+            format!("directory {} is not writable: {e}", dir.display()),
+        )),
     }
 }
 
@@ -487,7 +606,11 @@ pub fn check_output_path(path: &Path) -> Result<(), IoError> {
 ///
 /// # Errors
 /// The output directory is missing or unwritable, or cfitsio fails while writing.
-pub fn write_fits_atomic(path: &Path, primary_cards: &[Card], hdus: &[OutHdu]) -> Result<(), IoError> {
+pub fn write_fits_atomic(
+    path: &Path,
+    primary_cards: &[Card],
+    hdus: &[OutHdu],
+) -> Result<(), IoError> {
     check_output_path(path)?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
@@ -500,16 +623,29 @@ pub fn write_fits_atomic(path: &Path, primary_cards: &[Card], hdus: &[OutHdu]) -
     }
     if let Err(e) = std::fs::File::open(&tmp).and_then(|f| f.sync_all()) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(IoError::output(path, format!("cannot sync temporary file: {e}")));
+        return Err(IoError::output(
+            path,
+            format!("cannot sync temporary file: {e}"),
+        ));
     }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        IoError::output(path, format!("cannot rename temporary file into place: {e}"))
+        IoError::output(
+            path,
+            format!("cannot rename temporary file into place: {e}"),
+        )
     })
 }
 
-fn write_fits_plain(tmp: &Path, final_path: &Path, primary_cards: &[Card], hdus: &[OutHdu]) -> Result<(), IoError> {
-    let name = tmp.to_str().ok_or_else(|| IoError::output(final_path, "path is not valid UTF-8"))?;
+fn write_fits_plain(
+    tmp: &Path,
+    final_path: &Path,
+    primary_cards: &[Card],
+    hdus: &[OutHdu],
+) -> Result<(), IoError> {
+    let name = tmp
+        .to_str()
+        .ok_or_else(|| IoError::output(final_path, "path is not valid UTF-8"))?;
     let cname = cstr(name);
     let mut fptr: *mut sys::fitsfile = std::ptr::null_mut();
     let mut st = Status(0);
@@ -523,19 +659,48 @@ fn write_fits_plain(tmp: &Path, final_path: &Path, primary_cards: &[Card], hdus:
         sys::ffpcks(fptr, &mut st.0);
         for hdu in hdus {
             match hdu {
-                OutHdu::Table { extname, columns, cards } => {
+                OutHdu::Table {
+                    extname,
+                    columns,
+                    cards,
+                } => {
                     write_table(fptr, extname, columns, &mut st);
                     write_cards(fptr, cards, &mut st);
                 }
-                OutHdu::ImageF32 { extname, shape, data, cards } => {
-                    let mut naxes: Vec<libc::c_long> = shape.iter().rev().map(|&n| n as libc::c_long).collect();
-                    sys::ffcrim(fptr, -32, naxes.len() as libc::c_int, naxes.as_mut_ptr(), &mut st.0);
+                OutHdu::ImageF32 {
+                    extname,
+                    shape,
+                    data,
+                    cards,
+                } => {
+                    let mut naxes: Vec<libc::c_long> =
+                        shape.iter().rev().map(|&n| n as libc::c_long).collect();
+                    sys::ffcrim(
+                        fptr,
+                        -32,
+                        naxes.len() as libc::c_int,
+                        naxes.as_mut_ptr(),
+                        &mut st.0,
+                    );
                     let ext = cstr(extname);
                     let key = cstr("EXTNAME");
-                    sys::ffukys(fptr, key.as_ptr(), ext.as_ptr(), std::ptr::null_mut(), &mut st.0);
+                    sys::ffukys(
+                        fptr,
+                        key.as_ptr(),
+                        ext.as_ptr(),
+                        std::ptr::null_mut(),
+                        &mut st.0,
+                    );
                     write_cards(fptr, cards, &mut st);
                     if !data.is_empty() {
-                        sys::ffppr(fptr, 42, 1, data.len() as _, data.as_ptr() as *mut _, &mut st.0);
+                        sys::ffppr(
+                            fptr,
+                            42,
+                            1,
+                            data.len() as _,
+                            data.as_ptr() as *mut _,
+                            &mut st.0,
+                        );
                     }
                 }
             }

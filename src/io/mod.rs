@@ -37,10 +37,16 @@ pub enum IoError {
 impl IoError {
     /// An input error for `path` with message `msg`.
     pub fn input(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
-        IoError::Input { path: path.as_ref().to_path_buf(), msg: msg.into() }
+        IoError::Input {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
     }
     /// An output error for `path` with message `msg`.
     pub fn output(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
-        IoError::Output { path: path.as_ref().to_path_buf(), msg: msg.into() }
+        IoError::Output {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
     }
 }

@@ -14,7 +14,8 @@ use super::fits::FitsReader;
 use super::IoError;
 
 /// The bundled Legacy Surveys DR9 photometry configuration (FastSpecFit's default).
-pub const DEFAULT_PHOTOMETRY_YAML: &str = include_str!("../../tests/data/config/legacysurvey-dr9.yaml");
+pub const DEFAULT_PHOTOMETRY_YAML: &str =
+    include_str!("../../tests/data/config/legacysurvey-dr9.yaml");
 
 /// Photometry configuration: FastSpecFit's photometry YAML, field for field.
 #[derive(Debug, Clone, Deserialize)]
@@ -70,12 +71,15 @@ impl PhotometryConfig {
     /// # Errors
     /// Malformed YAML or inconsistent list lengths.
     pub fn from_yaml(text: &str, origin: &Path) -> Result<Self, IoError> {
-        let cfg: PhotometryConfig =
-            serde_yaml::from_str(text).map_err(|e| IoError::input(origin, format!("bad photometry YAML: {e}")))?;
+        let cfg: PhotometryConfig = serde_yaml::from_str(text)
+            .map_err(|e| IoError::input(origin, format!("bad photometry YAML: {e}")))?;
         let nb = cfg.bands.len();
         let check = |what: &str, n: usize| -> Result<(), IoError> {
             if n != nb {
-                return Err(IoError::input(origin, format!("{what} has {n} entries but there are {nb} bands")));
+                return Err(IoError::input(
+                    origin,
+                    format!("{what} has {n} entries but there are {nb} bands"),
+                ));
             }
             Ok(())
         };
@@ -85,14 +89,31 @@ impl PhotometryConfig {
         check("fluxivarcols", cfg.fluxivarcols.len())?;
         for (k, v) in &cfg.filters {
             if v.len() != nb {
-                return Err(IoError::input(origin, format!("filters for PHOTSYS '{k}' has {} entries, expected {nb}", v.len())));
+                return Err(IoError::input(
+                    origin,
+                    format!(
+                        "filters for PHOTSYS '{k}' has {} entries, expected {nb}",
+                        v.len()
+                    ),
+                ));
             }
         }
         if cfg.photounits != "nanomaggies" {
-            return Err(IoError::input(origin, format!("photounits '{}' is not supported (only nanomaggies)", cfg.photounits)));
+            return Err(IoError::input(
+                origin,
+                format!(
+                    "photounits '{}' is not supported (only nanomaggies)",
+                    cfg.photounits
+                ),
+            ));
         }
-        if cfg.absmag_bands.len() != cfg.absmag_filters.len() || cfg.band_shift.len() != cfg.absmag_filters.len() {
-            return Err(IoError::input(origin, "absmag_bands, band_shift and absmag_filters differ in length"));
+        if cfg.absmag_bands.len() != cfg.absmag_filters.len()
+            || cfg.band_shift.len() != cfg.absmag_filters.len()
+        {
+            return Err(IoError::input(
+                origin,
+                "absmag_bands, band_shift and absmag_filters differ in length",
+            ));
         }
         Ok(cfg)
     }
@@ -104,10 +125,14 @@ impl PhotometryConfig {
     pub fn load(path: Option<&Path>) -> Result<Self, IoError> {
         match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| IoError::input(p, format!("cannot read: {e}")))?;
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| IoError::input(p, format!("cannot read: {e}")))?;
                 Self::from_yaml(&text, p)
             }
-            None => Self::from_yaml(DEFAULT_PHOTOMETRY_YAML, Path::new("<bundled legacysurvey-dr9.yaml>")),
+            None => Self::from_yaml(
+                DEFAULT_PHOTOMETRY_YAML,
+                Path::new("<bundled legacysurvey-dr9.yaml>"),
+            ),
         }
     }
 
@@ -144,15 +169,23 @@ pub enum PhotometrySource {
 impl PhotometrySource {
     /// Interpret `--fphotodir` (or `$FPHOTO_DIR`) for a configuration.
     pub fn from_arg(arg: Option<&str>, from_env: bool, cfg: &PhotometryConfig) -> Self {
-        let Some(arg) = arg else { return PhotometrySource::Fibermap };
+        let Some(arg) = arg else {
+            return PhotometrySource::Fibermap;
+        };
         let (base, ext) = match (arg.rfind('['), arg.ends_with(']')) {
             (Some(i), true) => (&arg[..i], Some(arg[i + 1..arg.len() - 1].to_string())),
             _ => (arg, None),
         };
         if cfg.legacysurveydr.is_some() {
-            PhotometrySource::LegacySurvey { dir: PathBuf::from(base), explicit: !from_env }
+            PhotometrySource::LegacySurvey {
+                dir: PathBuf::from(base),
+                explicit: !from_env,
+            }
         } else {
-            PhotometrySource::External { file: PathBuf::from(base), ext }
+            PhotometrySource::External {
+                file: PathBuf::from(base),
+                ext,
+            }
         }
     }
 }
@@ -195,7 +228,11 @@ pub fn brickname(ra: f64, dec: f64) -> String {
         ((n / 2.0).ceil() * 2.0) as usize
     };
     let col = ((ra / 360.0 * ncol as f64) as usize).min(ncol - 1);
-    let center_ra = if ncol == 1 { 180.0 } else { 360.0 * (col as f64 + 0.5) / ncol as f64 };
+    let center_ra = if ncol == 1 {
+        180.0
+    } else {
+        360.0 * (col as f64 + 0.5) / ncol as f64
+    };
     let pm = if center_dec >= 0.0 { 'p' } else { 'm' };
     let ras = format!("{:07.0}", center_ra * 10000.0);
     let decs = format!("{:06.0}", center_dec.abs() * 10000.0);
@@ -204,7 +241,12 @@ pub fn brickname(ra: f64, dec: f64) -> String {
 
 /// Great-circle separation in degrees (haversine; exact to rounding at arcsecond scales).
 fn separation_deg(ra1: f64, dec1: f64, ra2: f64, dec2: f64) -> f64 {
-    let (r1, d1, r2, d2) = (ra1.to_radians(), dec1.to_radians(), ra2.to_radians(), dec2.to_radians());
+    let (r1, d1, r2, d2) = (
+        ra1.to_radians(),
+        dec1.to_radians(),
+        ra2.to_radians(),
+        dec2.to_radians(),
+    );
     let sd = ((d2 - d1) / 2.0).sin();
     let sr = ((r2 - r1) / 2.0).sin();
     let a = sd * sd + d1.cos() * d2.cos() * sr * sr;
@@ -214,8 +256,8 @@ fn separation_deg(ra1: f64, dec1: f64, ra2: f64, dec2: f64) -> f64 {
 /// PHOTSYS by Legacy Surveys RELEASE (FastSpecFit's repair table).
 fn photsys_for_release(release: i32) -> Option<&'static str> {
     Some(match release {
-        3000 | 5000 | 7000 | 7999 | 8000 | 9000 | 9002 | 9004 | 9006 | 9008 | 9010 | 9012 | 10000 | 10099
-        | 11000 | 11010 => "S",
+        3000 | 5000 | 7000 | 7999 | 8000 | 9000 | 9002 | 9004 | 9006 | 9008 | 9010 | 9012
+        | 10000 | 10099 | 11000 | 11010 => "S",
         4000 | 6000 | 8001 | 9001 | 9003 | 9005 | 9007 | 9009 | 9011 | 9013 | 11001 | 11011 => "N",
         _ => return None,
     })
@@ -242,7 +284,10 @@ fn read_tractor(path: &Path, fluxcols: &[String]) -> Result<TractorRows, IoError
         if has(c) {
             fcols.insert(c.clone(), f.col::<f32>("1", c)?);
         } else {
-            return Err(IoError::input(path, format!("Tractor catalogue has no column {c}")));
+            return Err(IoError::input(
+                path,
+                format!("Tractor catalogue has no column {c}"),
+            ));
         }
     }
     let primary: Vec<bool> = f.col::<bool>("1", "BRICK_PRIMARY")?;
@@ -259,7 +304,12 @@ fn read_tractor(path: &Path, fluxcols: &[String]) -> Result<TractorRows, IoError
 
 /// Columns read from a catalogue for the photometry block: fluxes, ivars and fiber fluxes.
 fn flux_columns(cfg: &PhotometryConfig) -> Vec<String> {
-    let mut v: Vec<String> = cfg.fluxcols.iter().chain(&cfg.fluxivarcols).cloned().collect();
+    let mut v: Vec<String> = cfg
+        .fluxcols
+        .iter()
+        .chain(&cfg.fluxivarcols)
+        .cloned()
+        .collect();
     if let Some(fb) = &cfg.fiber_bands {
         for b in fb {
             v.push(format!("FIBERFLUX_{}", b.to_uppercase()));
@@ -285,7 +335,12 @@ fn empty(cfg: &PhotometryConfig, n: usize) -> GatheredPhotometry {
     }
 }
 
-fn assign_row(out: &mut GatheredPhotometry, cfg: &PhotometryConfig, i: usize, get: &dyn Fn(&str) -> f32) {
+fn assign_row(
+    out: &mut GatheredPhotometry,
+    cfg: &PhotometryConfig,
+    i: usize,
+    get: &dyn Fn(&str) -> f32,
+) {
     for (b, c) in cfg.fluxcols.iter().enumerate() {
         out.flux[b][i] = get(c);
     }
@@ -324,15 +379,28 @@ fn gather_tractor(
     // Group by brick (blank BRICKNAME → computed from TARGET_RA/DEC).
     let mut bricks: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for i in 0..n {
-        let b = if t.brickname[i].is_empty() { brickname(t.target_ra[i], t.target_dec[i]) } else { t.brickname[i].clone() };
+        let b = if t.brickname[i].is_empty() {
+            brickname(t.target_ra[i], t.target_dec[i])
+        } else {
+            t.brickname[i].clone()
+        };
         bricks.entry(b).or_default().push(i);
     }
     for (brick, idx) in &bricks {
         let sub = brick.get(..3).unwrap_or(brick);
-        let file_for = |region: &str| dir.join(region).join("tractor").join(sub).join(format!("tractor-{brick}.fits"));
+        let file_for = |region: &str| {
+            dir.join(region)
+                .join("tractor")
+                .join(sub)
+                .join(format!("tractor-{brick}.fits"))
+        };
         // Direct ID matching only when the fibermap identifiers are trusted (not with an explicit --fphotodir).
         let (direct, positional): (Vec<usize>, Vec<usize>) = idx.iter().partition(|&&i| {
-            !explicit && t.release[i] > 0 && t.brickid[i] > 0 && t.brick_objid[i] > 0 && !t.photsys.values[i].is_empty()
+            !explicit
+                && t.release[i] > 0
+                && t.brickid[i] > 0
+                && t.brick_objid[i] > 0
+                && !t.photsys.values[i].is_empty()
         });
         if !direct.is_empty() {
             let ps = &t.photsys.values[direct[0]];
@@ -342,7 +410,10 @@ fn gather_tractor(
                 other => {
                     return Err(IoError::input(
                         &t.coadd_path,
-                        format!("TARGETID {}: unrecognized PHOTSYS '{other}' (expected N or S)", t.targetid[direct[0]]),
+                        format!(
+                            "TARGETID {}: unrecognized PHOTSYS '{other}' (expected N or S)",
+                            t.targetid[direct[0]]
+                        ),
                     ))
                 }
             };
@@ -355,7 +426,10 @@ fn gather_tractor(
                 let Some(k) = tr.objid.iter().position(|&o| o == t.brick_objid[i]) else {
                     return Err(IoError::input(
                         &path,
-                        format!("TARGETID {}: BRICK_OBJID {} not in catalogue", t.targetid[i], t.brick_objid[i]),
+                        format!(
+                            "TARGETID {}: BRICK_OBJID {} not in catalogue",
+                            t.targetid[i], t.brick_objid[i]
+                        ),
                     ));
                 };
                 fill_from(&mut out, cfg, &tr, i, k);
@@ -373,7 +447,11 @@ fn gather_tractor(
                     let mut d: Vec<f64> = positional.iter().map(|&i| t.target_dec[i]).collect();
                     d.sort_by(|a, b| a.total_cmp(b));
                     let m = d.len();
-                    let med = if m % 2 == 1 { d[m / 2] } else { 0.5 * (d[m / 2 - 1] + d[m / 2]) };
+                    let med = if m % 2 == 1 {
+                        d[m / 2]
+                    } else {
+                        0.5 * (d[m / 2 - 1] + d[m / 2])
+                    };
                     if med < RESOLVE_DEC {
                         south
                     } else {
@@ -390,7 +468,12 @@ fn gather_tractor(
             for &i in &positional {
                 let best = prim
                     .iter()
-                    .map(|&k| (k, separation_deg(t.target_ra[i], t.target_dec[i], tr.ra[k], tr.dec[k])))
+                    .map(|&k| {
+                        (
+                            k,
+                            separation_deg(t.target_ra[i], t.target_dec[i], tr.ra[k], tr.dec[k]),
+                        )
+                    })
                     .min_by(|a, b| a.1.total_cmp(&b.1));
                 if let Some((k, sep)) = best {
                     if sep * 3600.0 < 1.0 {
@@ -403,32 +486,63 @@ fn gather_tractor(
             }
         }
     }
-    out.ls_id = Some((0..n).map(|i| ((release[i] as i64) << 40) | (brickid[i] << 16) | objid[i]).collect());
+    out.ls_id = Some(
+        (0..n)
+            .map(|i| ((release[i] as i64) << 40) | (brickid[i] << 16) | objid[i])
+            .collect(),
+    );
     finish_positions_and_photsys(&mut out, t, &release)?;
     Ok(out)
 }
 
-fn fill_from(out: &mut GatheredPhotometry, cfg: &PhotometryConfig, tr: &TractorRows, i: usize, k: usize) {
+fn fill_from(
+    out: &mut GatheredPhotometry,
+    cfg: &PhotometryConfig,
+    tr: &TractorRows,
+    i: usize,
+    k: usize,
+) {
     out.ra[i] = tr.ra[k];
     out.dec[i] = tr.dec[k];
-    assign_row(out, cfg, i, &|c: &str| tr.fcols.get(c).map(|v| v[k]).unwrap_or(0.0));
+    assign_row(out, cfg, i, &|c: &str| {
+        tr.fcols.get(c).map(|v| v[k]).unwrap_or(0.0)
+    });
 }
 
 /// RA/DEC fallback to TARGET_RA/DEC and the PHOTSYS repair of SPEC §1.5.
-fn finish_positions_and_photsys(out: &mut GatheredPhotometry, t: &FileTargets, release: &[i32]) -> Result<(), IoError> {
+fn finish_positions_and_photsys(
+    out: &mut GatheredPhotometry,
+    t: &FileTargets,
+    release: &[i32],
+) -> Result<(), IoError> {
     for i in 0..t.len() {
-        if out.ra[i] == 0.0 && out.dec[i] == 0.0 && t.target_ra[i] != 0.0 && t.target_dec[i] != 0.0 {
+        if out.ra[i] == 0.0 && out.dec[i] == 0.0 && t.target_ra[i] != 0.0 && t.target_dec[i] != 0.0
+        {
             out.ra[i] = t.target_ra[i];
             out.dec[i] = t.target_dec[i];
         }
         if out.ra[i] == 0.0 || out.dec[i] == 0.0 {
-            return Err(IoError::input(&t.coadd_path, format!("TARGETID {}: RA or DEC is zero after photometry matching", t.targetid[i])));
+            return Err(IoError::input(
+                &t.coadd_path,
+                format!(
+                    "TARGETID {}: RA or DEC is zero after photometry matching",
+                    t.targetid[i]
+                ),
+            ));
         }
         let mut ps = t.photsys.values[i].clone();
         if ps != "N" && ps != "S" && release[i] >= 9000 {
-            ps = photsys_for_release(release[i]).map(str::to_string).ok_or_else(|| {
-                IoError::input(&t.coadd_path, format!("TARGETID {}: RELEASE {} has no known PHOTSYS", t.targetid[i], release[i]))
-            })?;
+            ps = photsys_for_release(release[i])
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    IoError::input(
+                        &t.coadd_path,
+                        format!(
+                            "TARGETID {}: RELEASE {} has no known PHOTSYS",
+                            t.targetid[i], release[i]
+                        ),
+                    )
+                })?;
         }
         if ps != "N" && ps != "S" {
             // [QUIRK] FastSpecFit's resolve() can never return 'N' for these rows (it reads the
@@ -440,7 +554,12 @@ fn finish_positions_and_photsys(out: &mut GatheredPhotometry, t: &FileTargets, r
     Ok(())
 }
 
-fn gather_external(t: &FileTargets, cfg: &PhotometryConfig, file: &Path, ext: Option<&str>) -> Result<GatheredPhotometry, IoError> {
+fn gather_external(
+    t: &FileTargets,
+    cfg: &PhotometryConfig,
+    file: &Path,
+    ext: Option<&str>,
+) -> Result<GatheredPhotometry, IoError> {
     let mut f = FitsReader::open(file)?;
     let hdu = ext.unwrap_or("1").to_string();
     let ids: Vec<i64> = f.col(&hdu, &cfg.uniqueid)?;
@@ -459,7 +578,9 @@ fn gather_external(t: &FileTargets, cfg: &PhotometryConfig, file: &Path, ext: Op
             Some(&k) => {
                 out.ra[i] = ra[k];
                 out.dec[i] = dec[k];
-                assign_row(&mut out, cfg, i, &|c: &str| cols.get(c).map(|v| v[k]).unwrap_or(0.0));
+                assign_row(&mut out, cfg, i, &|c: &str| {
+                    cols.get(c).map(|v| v[k]).unwrap_or(0.0)
+                });
                 out.photsys[i] = t.photsys.values[i].clone();
             }
             None => {
@@ -482,11 +603,17 @@ fn gather_external(t: &FileTargets, cfg: &PhotometryConfig, file: &Path, ext: Op
 fn gather_fibermap(t: &FileTargets, cfg: &PhotometryConfig) -> Result<GatheredPhotometry, IoError> {
     let n = t.len();
     let mut out = empty(cfg, n);
-    let cols: HashMap<&str, &Vec<f32>> = t.fibermap_flux.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let cols: HashMap<&str, &Vec<f32>> = t
+        .fibermap_flux
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
     for i in 0..n {
         out.ra[i] = t.target_ra[i];
         out.dec[i] = t.target_dec[i];
-        assign_row(&mut out, cfg, i, &|c: &str| cols.get(c).map(|v| v[i]).unwrap_or(0.0));
+        assign_row(&mut out, cfg, i, &|c: &str| {
+            cols.get(c).map(|v| v[i]).unwrap_or(0.0)
+        });
     }
     out.ls_id = Some(
         (0..n)
@@ -520,7 +647,10 @@ mod tests {
     #[test]
     fn brickname_matches_desiutil() {
         // desiutil.brick.brickname(105.48977452498902, 56.669300058331935) == '1054p567'
-        assert_eq!(brickname(105.48977452498902, 56.669300058331935), "1054p567");
+        assert_eq!(
+            brickname(105.48977452498902, 56.669300058331935),
+            "1054p567"
+        );
         assert_eq!(brickname(0.1, -89.99), "1800m900");
         assert_eq!(brickname(359.99, 0.1), "3598p000");
     }

@@ -56,15 +56,24 @@ pub fn update_qso_redshifts(
     let zeros = vec![0i64; n];
     let (iqso, iwise): (Vec<bool>, Vec<bool>) = if survey == "cmx" {
         let c = col(targeting, "CMX_TARGET").unwrap_or(&zeros);
-        (c.iter().map(|v| v & CMX_QSO_BITS != 0).collect(), vec![false; n])
+        (
+            c.iter().map(|v| v & CMX_QSO_BITS != 0).collect(),
+            vec![false; n],
+        )
     } else {
-        let prefix = if survey == "main" { String::new() } else { format!("{}_", survey.to_uppercase()) };
+        let prefix = if survey == "main" {
+            String::new()
+        } else {
+            format!("{}_", survey.to_uppercase())
+        };
         let d = col(targeting, &format!("{prefix}DESI_TARGET")).unwrap_or(&zeros);
         let s = col(targeting, &format!("{prefix}SCND_TARGET")).unwrap_or(&zeros);
         let has_wise = survey != "sv2";
         (
             d.iter().map(|v| v & QSO_BIT != 0).collect(),
-            s.iter().map(|v| has_wise && v & WISE_VAR_QSO_BIT != 0).collect(),
+            s.iter()
+                .map(|v| has_wise && v & WISE_VAR_QSO_BIT != 0)
+                .collect(),
         )
     };
     if !iqso.iter().any(|&b| b) && !iwise.iter().any(|&b| b) {
@@ -81,11 +90,18 @@ pub fn update_qso_redshifts(
             *m = m.max(v);
         }
     }
-    let zwarn_new_all: Option<Vec<i64>> = if old { None } else { Some(qn.col("QN_RR", "ZWARN_NEW")?) };
+    let zwarn_new_all: Option<Vec<i64>> = if old {
+        None
+    } else {
+        Some(qn.col("QN_RR", "ZWARN_NEW")?)
+    };
     let get = |i: usize| -> Result<usize, IoError> {
         let r = rows[i];
         if r >= tid_all.len() || tid_all[r] != targetid[i] {
-            return Err(IoError::input(qn_path, format!("QN_RR row {r} does not match TARGETID {}", targetid[i])));
+            return Err(IoError::input(
+                qn_path,
+                format!("QN_RR row {r} does not match TARGETID {}", targetid[i]),
+            ));
         }
         Ok(r)
     };
@@ -102,7 +118,10 @@ pub fn update_qso_redshifts(
                 let mut m = FitsReader::open(mgii_path)?;
                 mgii = Some(m.col("MGII", "IS_QSO_MGII")?);
             }
-            let is_mgii = mgii.as_ref().and_then(|v| v.get(r).copied()).unwrap_or(false);
+            let is_mgii = mgii
+                .as_ref()
+                .and_then(|v| v.get(r).copied())
+                .unwrap_or(false);
             update = (spectype[i] == "QSO" || is_mgii || qn099) && isqso_all[r] && qn099;
         }
         if update {

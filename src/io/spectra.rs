@@ -42,10 +42,16 @@ fn sanitize(cam: &mut CameraColumns, bad: &mut Vec<BadPixels>) {
         let res = &mut cam.resolution[t * cam.ndiag * n..(t + 1) * cam.ndiag * n];
         let nonfinite_res = res.iter().filter(|x| !x.is_finite()).count();
         if nonfinite_res > 0 {
-            res.iter_mut().filter(|x| !x.is_finite()).for_each(|x| *x = 0.0);
+            res.iter_mut()
+                .filter(|x| !x.is_finite())
+                .for_each(|x| *x = 0.0);
         }
         if count > 0 || nonfinite_res > 0 {
-            bad.push(BadPixels { target: t, camera: cam.name.clone(), npix: count + nonfinite_res });
+            bad.push(BadPixels {
+                target: t,
+                camera: cam.name.clone(),
+                npix: count + nonfinite_res,
+            });
         }
     }
 }
@@ -73,7 +79,11 @@ pub fn read_spectra_checked(
 ///
 /// # Errors
 /// Missing or truncated HDUs, or arrays whose shapes disagree with the FIBERMAP.
-pub fn read_spectra(coadd: &Path, rows: &[usize], nrows_file: usize) -> Result<SpectraColumns, IoError> {
+pub fn read_spectra(
+    coadd: &Path,
+    rows: &[usize],
+    nrows_file: usize,
+) -> Result<SpectraColumns, IoError> {
     let mut f = FitsReader::open(coadd)?;
     let mut cameras = Vec::new();
     for cam in ["B", "R", "Z"] {
@@ -83,7 +93,10 @@ pub fn read_spectra(coadd: &Path, rows: &[usize], nrows_file: usize) -> Result<S
         let (wave, _) = f.image_f64(&format!("{cam}_WAVELENGTH"))?;
         let npix = wave.len();
         let shape_err = |what: &str, shape: &[usize], want: &[usize]| {
-            IoError::input(coadd, format!("{cam}_{what} has shape {shape:?}, expected {want:?}"))
+            IoError::input(
+                coadd,
+                format!("{cam}_{what} has shape {shape:?}, expected {want:?}"),
+            )
         };
         let (flux_all, s) = f.image_f64(&format!("{cam}_FLUX"))?;
         if s != [nrows_file, npix] {
@@ -129,7 +142,10 @@ pub fn read_spectra(coadd: &Path, rows: &[usize], nrows_file: usize) -> Result<S
         });
     }
     if cameras.is_empty() {
-        return Err(IoError::input(coadd, "no camera found (no B/R/Z_WAVELENGTH HDU)"));
+        return Err(IoError::input(
+            coadd,
+            "no camera found (no B/R/Z_WAVELENGTH HDU)",
+        ));
     }
     Ok(SpectraColumns { cameras })
 }

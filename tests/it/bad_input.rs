@@ -17,7 +17,16 @@ fn copy_pair(dir: &Path) -> (PathBuf, PathBuf) {
 fn run_bad(redrock: &Path, out: &Path, extra: &[&str]) -> String {
     let d = s(&desi());
     let (rr, o) = (s(redrock), s(out));
-    let mut args = vec!["fastspec", rr.as_str(), "--mapdir", d.as_str(), "--fphotodir", d.as_str(), "-o", o.as_str()];
+    let mut args = vec![
+        "fastspec",
+        rr.as_str(),
+        "--mapdir",
+        d.as_str(),
+        "--fphotodir",
+        d.as_str(),
+        "-o",
+        o.as_str(),
+    ];
     args.extend_from_slice(extra);
     let o = run(&args);
     assert!(!o.status.success(), "expected failure, got success");
@@ -36,7 +45,10 @@ fn missing_redrock_file() {
     let dir = tempfile::tempdir().unwrap();
     let rr = dir.path().join("redrock-nothere.fits");
     let e = run_bad(&rr, &dir.path().join("o.fits"), &[]);
-    assert!(e.contains("redrock-nothere.fits") && e.contains("not found"), "{e}");
+    assert!(
+        e.contains("redrock-nothere.fits") && e.contains("not found"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -45,7 +57,10 @@ fn missing_coadd_file() {
     let (rr, co) = copy_pair(dir.path());
     std::fs::remove_file(&co).unwrap();
     let e = run_bad(&rr, &dir.path().join("o.fits"), &[]);
-    assert!(e.contains("coadd-4-80613") && e.contains("not found"), "{e}");
+    assert!(
+        e.contains("coadd-4-80613") && e.contains("not found"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -54,7 +69,10 @@ fn not_a_fits_file() {
     let (rr, _) = copy_pair(dir.path());
     std::fs::write(&rr, b"this is not a FITS file at all, just text\n").unwrap();
     let e = run_bad(&rr, &dir.path().join("o.fits"), &[]);
-    assert!(e.contains("redrock-4-80613") && e.contains("not a FITS file"), "{e}");
+    assert!(
+        e.contains("redrock-4-80613") && e.contains("not a FITS file"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -90,7 +108,10 @@ fn missing_column() {
         h.delete_column(&mut f, "DELTACHI2").unwrap();
     }
     let e = run_bad(&rr, &dir.path().join("o.fits"), &[]);
-    assert!(e.contains("redrock-4-80613") && e.contains("DELTACHI2"), "{e}");
+    assert!(
+        e.contains("redrock-4-80613") && e.contains("DELTACHI2"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -103,7 +124,10 @@ fn targetids_disagree_between_coadd_and_redrock() {
         h.write_col(&mut f, "TARGETID", &[12345i64]).unwrap();
     }
     let e = run_bad(&rr, &dir.path().join("o.fits"), &[]);
-    assert!(e.contains("coadd-4-80613") && e.contains("does not match"), "{e}");
+    assert!(
+        e.contains("coadd-4-80613") && e.contains("does not match"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -118,7 +142,12 @@ fn requested_targetid_not_in_file() {
 fn output_directory_missing() {
     let dir = tempfile::tempdir().unwrap();
     let rr = desi().join("redrock-4-80613-thru20210324.fits");
-    let out = dir.path().join("no").join("such").join("dir").join("o.fits");
+    let out = dir
+        .path()
+        .join("no")
+        .join("such")
+        .join("dir")
+        .join("o.fits");
     let e = run_bad(&rr, &out, &[]);
     assert!(e.contains("o.fits") && e.contains("does not exist"), "{e}");
 }
@@ -151,7 +180,11 @@ fn malformed_constraints_file_is_rejected_before_reading_inputs() {
     let bad = dir.path().join("constraints.yaml");
     std::fs::write(&bad, "profiles: [this is: not: valid\n").unwrap();
     let rr = desi().join("redrock-4-80613-thru20210324.fits");
-    let e = run_bad(&rr, &dir.path().join("o.fits"), &["--constraintsfile", &s(&bad)]);
+    let e = run_bad(
+        &rr,
+        &dir.path().join("o.fits"),
+        &["--constraintsfile", &s(&bad)],
+    );
     assert!(e.contains("constraints.yaml"), "{e}");
 }
 
@@ -159,6 +192,13 @@ fn malformed_constraints_file_is_rejected_before_reading_inputs() {
 fn missing_line_table_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let rr = desi().join("redrock-4-80613-thru20210324.fits");
-    let e = run_bad(&rr, &dir.path().join("o.fits"), &["--emlinesfile", "/nonexistent/emlines.ecsv"]);
-    assert!(e.contains("emlines.ecsv") && e.contains("does not exist"), "{e}");
+    let e = run_bad(
+        &rr,
+        &dir.path().join("o.fits"),
+        &["--emlinesfile", "/nonexistent/emlines.ecsv"],
+    );
+    assert!(
+        e.contains("emlines.ecsv") && e.contains("does not exist"),
+        "{e}"
+    );
 }

@@ -8,7 +8,9 @@ use fitsio::tables::ColumnDataType;
 use fitsio::FitsFile;
 
 pub fn data() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("data")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("data")
 }
 
 pub fn desi() -> PathBuf {
@@ -24,7 +26,13 @@ pub fn bin() -> PathBuf {
 }
 
 pub fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).env_remove("DUST_DIR").env_remove("FPHOTO_DIR").env_remove("DESI_SPECTRO_REDUX").output().expect("spawn fastspecfit")
+    Command::new(bin())
+        .args(args)
+        .env_remove("DUST_DIR")
+        .env_remove("FPHOTO_DIR")
+        .env_remove("DESI_SPECTRO_REDUX")
+        .output()
+        .expect("spawn fastspecfit")
 }
 
 pub fn s(p: &Path) -> String {
@@ -36,8 +44,16 @@ pub fn args_80613(out: &Path) -> Vec<String> {
     let d = s(&desi());
     vec![
         s(&desi().join("redrock-4-80613-thru20210324.fits")),
-        "--redux_dir".into(), d.clone(), "--mapdir".into(), d.clone(), "--fphotodir".into(), d.clone(),
-        "--specprod".into(), d, "-o".into(), s(out),
+        "--redux_dir".into(),
+        d.clone(),
+        "--mapdir".into(),
+        d.clone(),
+        "--fphotodir".into(),
+        d.clone(),
+        "--specprod".into(),
+        d,
+        "-o".into(),
+        s(out),
     ]
 }
 
@@ -45,11 +61,21 @@ pub fn args_27247(out: &Path) -> Vec<String> {
     let d = s(&desi());
     vec![
         s(&desi().join("redrock-special-dark-27247.fits")),
-        "--redux_dir".into(), d.clone(), "--mapdir".into(), d.clone(),
-        "--fphotodir".into(), format!("{}[PHOTINFO]", s(&desi().join("suprime-photinfo.fits"))),
-        "--fphotofile".into(), s(&desi().join("suprime-photinfo.yaml")),
-        "--targetids".into(), "39089837499744649".into(), "--input-redshifts".into(), "3.1484".into(),
-        "--constrain-age".into(), "-o".into(), s(out),
+        "--redux_dir".into(),
+        d.clone(),
+        "--mapdir".into(),
+        d.clone(),
+        "--fphotodir".into(),
+        format!("{}[PHOTINFO]", s(&desi().join("suprime-photinfo.fits"))),
+        "--fphotofile".into(),
+        s(&desi().join("suprime-photinfo.yaml")),
+        "--targetids".into(),
+        "39089837499744649".into(),
+        "--input-redshifts".into(),
+        "3.1484".into(),
+        "--constrain-age".into(),
+        "-o".into(),
+        s(out),
     ]
 }
 
@@ -64,18 +90,29 @@ pub enum Col {
 /// (name, TFORM-type, values) of every column of table HDU `hdu`.
 pub fn read_table(path: &Path, hdu: &str) -> Vec<(String, Col)> {
     let mut f = FitsFile::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let h = f.hdu(hdu).unwrap_or_else(|e| panic!("{}[{hdu}]: {e}", path.display()));
+    let h = f
+        .hdu(hdu)
+        .unwrap_or_else(|e| panic!("{}[{hdu}]: {e}", path.display()));
     let descs = match &h.info {
-        HduInfo::TableInfo { column_descriptions, .. } => column_descriptions.clone(),
+        HduInfo::TableInfo {
+            column_descriptions,
+            ..
+        } => column_descriptions.clone(),
         _ => panic!("not a table"),
     };
     let mut out = Vec::new();
     for d in descs {
         let col = match d.data_type.typ {
             ColumnDataType::String => Col::Str(
-                h.read_col::<String>(&mut f, &d.name).unwrap().into_iter().map(|s| s.trim_end().to_string()).collect(),
+                h.read_col::<String>(&mut f, &d.name)
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| s.trim_end().to_string())
+                    .collect(),
             ),
-            ColumnDataType::Float | ColumnDataType::Double => Col::Float(h.read_col::<f64>(&mut f, &d.name).unwrap()),
+            ColumnDataType::Float | ColumnDataType::Double => {
+                Col::Float(h.read_col::<f64>(&mut f, &d.name).unwrap())
+            }
             _ => Col::Int(h.read_col::<i64>(&mut f, &d.name).unwrap()),
         };
         out.push((d.name.clone(), col));
@@ -89,7 +126,8 @@ pub fn hdu_names(path: &Path) -> Vec<String> {
     (0..n)
         .map(|i| {
             let h = f.hdu(i).unwrap();
-            h.read_key::<String>(&mut f, "EXTNAME").unwrap_or_else(|_| "PRIMARY".into())
+            h.read_key::<String>(&mut f, "EXTNAME")
+                .unwrap_or_else(|_| "PRIMARY".into())
         })
         .collect()
 }

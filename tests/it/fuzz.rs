@@ -24,7 +24,13 @@ fn mutate(bytes: &mut Vec<u8>, edits: &[(usize, u8)], truncate: Option<usize>) {
 }
 
 fn cfg() -> ProptestConfig {
-    ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48), ..ProptestConfig::default() }
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(48),
+        ..ProptestConfig::default()
+    }
 }
 
 proptest! {

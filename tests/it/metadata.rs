@@ -77,7 +77,10 @@ fn primary_header_records_run_options() {
     assert_eq!(p.read_key::<String>(&mut f, "COADDTYP").unwrap(), "healpix");
     assert_eq!(p.read_key::<String>(&mut f, "SPECPROD").unwrap(), "ioannis");
     assert_eq!(p.read_key::<i64>(&mut f, "NMONTE").unwrap(), 50);
-    assert_eq!(p.read_key::<String>(&mut f, "VDISPBND").unwrap(), "50.0,500.0");
+    assert_eq!(
+        p.read_key::<String>(&mut f, "VDISPBND").unwrap(),
+        "50.0,500.0"
+    );
     assert_eq!(p.read_key::<String>(&mut f, "PHOTSRC").unwrap(), "EXTERNAL");
     assert!(!dir.path().join("o.fits.tmp").exists());
 }
@@ -92,7 +95,10 @@ fn bare_run_uses_fibermap_photometry() {
     let o = run(&["fastspec", &rr, "-o", &s(&out)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("FIBERMAP"), "expected a warning about the fibermap fallback: {stderr}");
+    assert!(
+        stderr.contains("FIBERMAP"),
+        "expected a warning about the fibermap fallback: {stderr}"
+    );
     let t = read_table(&out, "METADATA");
     let get = |n: &str| t.iter().find(|c| c.0 == n).map(|c| c.1.clone()).unwrap();
     assert_eq!(get("TARGETID"), Col::Int(vec![39633345008634465]));

@@ -29,13 +29,29 @@ fn fit(program: &str, redrock: &Path, out: &Path, extra: &[&str]) -> std::proces
     let d = s(&desi());
     let r = s(&robust());
     let (rr, o) = (s(redrock), s(out));
-    let mut a = vec![program, rr.as_str(), "--mapdir", d.as_str(), "--fphotodir", d.as_str(), "--redux_dir", r.as_str(), "--specprod", r.as_str(), "-o", o.as_str()];
+    let mut a = vec![
+        program,
+        rr.as_str(),
+        "--mapdir",
+        d.as_str(),
+        "--fphotodir",
+        d.as_str(),
+        "--redux_dir",
+        r.as_str(),
+        "--specprod",
+        r.as_str(),
+        "-o",
+        o.as_str(),
+    ];
     a.extend_from_slice(extra);
     run(&a)
 }
 
 fn table_hdus(path: &Path) -> Vec<String> {
-    hdu_names(path).into_iter().filter(|n| n != "PRIMARY" && n != "MODELS").collect()
+    hdu_names(path)
+        .into_iter()
+        .filter(|n| n != "PRIMARY" && n != "MODELS")
+        .collect()
 }
 
 /// Rows of `targetid` in every table HDU, as (hdu, column, value) triples.
@@ -47,7 +63,9 @@ fn rows_of(path: &Path, targetid: i64) -> Vec<(String, String, String)> {
             Col::Int(v) => v.clone(),
             _ => panic!(),
         };
-        let Some(r) = ids.iter().position(|&x| x == targetid) else { continue };
+        let Some(r) = ids.iter().position(|&x| x == targetid) else {
+            continue;
+        };
         for (name, col) in &t {
             let v = match col {
                 Col::Int(v) => v[r].to_string(),
@@ -65,17 +83,28 @@ fn rows_of(path: &Path, targetid: i64) -> Vec<(String, String, String)> {
 fn check(program: &str, damage: impl Fn(&Path, &Path), expect_log: bool) {
     let d = tempfile::tempdir().unwrap();
     let clean = d.path().join("clean.fits");
-    let o = fit(program, &robust().join("redrock-4-80613-thru20210324.fits"), &clean, &[]);
+    let o = fit(
+        program,
+        &robust().join("redrock-4-80613-thru20210324.fits"),
+        &clean,
+        &[],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (rr, co) = copy_pair(d.path());
     damage(&rr, &co);
     let out = d.path().join("damaged.fits");
     let o = fit(program, &rr, &out, &[]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "one bad target must not stop the file: {err}");
+    assert!(
+        o.status.success(),
+        "one bad target must not stop the file: {err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     if expect_log {
-        assert!(err.contains(&TID[1].to_string()), "the log must name the damaged TARGETID: {err}");
+        assert!(
+            err.contains(&TID[1].to_string()),
+            "the log must name the damaged TARGETID: {err}"
+        );
     }
     for t in [TID[0], TID[2]] {
         assert_eq!(rows_of(&out, t), rows_of(&clean, t), "target {t} changed");
@@ -83,11 +112,24 @@ fn check(program: &str, damage: impl Fn(&Path, &Path), expect_log: bool) {
     assert_eq!(table_hdus(&out), table_hdus(&clean));
 }
 
-fn set_pixels(co: &Path, hdu: &str, target: usize, npix: usize, range: std::ops::Range<usize>, value: f32) {
+fn set_pixels(
+    co: &Path,
+    hdu: &str,
+    target: usize,
+    npix: usize,
+    range: std::ops::Range<usize>,
+    value: f32,
+) {
     let mut f = FitsFile::edit(co).unwrap();
     let h = f.hdu(hdu).unwrap();
     let vals = vec![value; range.len()];
-    h.write_section(&mut f, target * npix + range.start, target * npix + range.end, &vals).unwrap();
+    h.write_section(
+        &mut f,
+        target * npix + range.start,
+        target * npix + range.end,
+        &vals,
+    )
+    .unwrap();
 }
 
 fn npix(cam: &str) -> usize {
@@ -96,17 +138,29 @@ fn npix(cam: &str) -> usize {
 
 #[test]
 fn nan_flux_pixel() {
-    check("fastspec", |_, co| set_pixels(co, "B_FLUX", 1, npix("B"), 100..101, f32::NAN), true);
+    check(
+        "fastspec",
+        |_, co| set_pixels(co, "B_FLUX", 1, npix("B"), 100..101, f32::NAN),
+        true,
+    );
 }
 
 #[test]
 fn infinite_ivar_pixel() {
-    check("fastspec", |_, co| set_pixels(co, "R_IVAR", 1, npix("R"), 50..52, f32::INFINITY), true);
+    check(
+        "fastspec",
+        |_, co| set_pixels(co, "R_IVAR", 1, npix("R"), 50..52, f32::INFINITY),
+        true,
+    );
 }
 
 #[test]
 fn negative_ivar() {
-    check("fastspec", |_, co| set_pixels(co, "Z_IVAR", 1, npix("Z"), 0..100, -1.0), true);
+    check(
+        "fastspec",
+        |_, co| set_pixels(co, "Z_IVAR", 1, npix("Z"), 0..100, -1.0),
+        true,
+    );
 }
 
 #[test]
@@ -150,7 +204,11 @@ fn zero_resolution_rows() {
 
 #[test]
 fn nan_flux_in_fastphot_is_irrelevant() {
-    check("fastphot", |_, co| set_pixels(co, "B_FLUX", 1, npix("B"), 0..2751, f32::NAN), false);
+    check(
+        "fastphot",
+        |_, co| set_pixels(co, "B_FLUX", 1, npix("B"), 0..2751, f32::NAN),
+        false,
+    );
 }
 
 fn set_redrock<R>(rr: &Path, f: impl Fn(&mut FitsFile, &fitsio::hdu::FitsHdu) -> R) {
@@ -165,7 +223,16 @@ fn star_and_qso_spectypes_and_zwarn() {
         "fastspec",
         |rr, _| {
             set_redrock(rr, |f, h| {
-                h.write_col(f, "SPECTYPE", &["GALAXY".to_string(), "STAR".to_string(), "GALAXY".to_string()]).unwrap();
+                h.write_col(
+                    f,
+                    "SPECTYPE",
+                    &[
+                        "GALAXY".to_string(),
+                        "STAR".to_string(),
+                        "GALAXY".to_string(),
+                    ],
+                )
+                .unwrap();
                 h.write_col(f, "ZWARN", &[0i64, 4, 0]).unwrap();
             })
         },
@@ -175,25 +242,48 @@ fn star_and_qso_spectypes_and_zwarn() {
 
 #[test]
 fn very_high_redshift() {
-    check("fastspec", |rr, _| set_redrock(rr, |f, h| h.write_col(f, "Z", &[0.36874355163716493f64, 6.5, 0.36874355163716493]).unwrap()), false);
+    check(
+        "fastspec",
+        |rr, _| {
+            set_redrock(rr, |f, h| {
+                h.write_col(f, "Z", &[0.36874355163716493f64, 6.5, 0.36874355163716493])
+                    .unwrap()
+            })
+        },
+        false,
+    );
 }
 
 #[test]
 fn negative_redshift_is_not_selected_and_the_rest_is_fit() {
     let d = tempfile::tempdir().unwrap();
     let (rr, _) = copy_pair(d.path());
-    set_redrock(&rr, |f, h| h.write_col(f, "Z", &[0.36874355163716493f64, -0.1, 0.36874355163716493]).unwrap());
+    set_redrock(&rr, |f, h| {
+        h.write_col(f, "Z", &[0.36874355163716493f64, -0.1, 0.36874355163716493])
+            .unwrap()
+    });
     let out = d.path().join("o.fits");
     let o = fit("fastspec", &rr, &out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let t = read_table(&out, "METADATA");
-    assert_eq!(t.iter().find(|c| c.0 == "TARGETID").unwrap().1, Col::Int(vec![TID[0], TID[2]]));
+    assert_eq!(
+        t.iter().find(|c| c.0 == "TARGETID").unwrap().1,
+        Col::Int(vec![TID[0], TID[2]])
+    );
     // Requested explicitly, it is fitted at z = 1e-8 (FastSpecFit's rule).
     let out2 = d.path().join("o2.fits");
-    let o = fit("fastspec", &rr, &out2, &["--targetids", &TID[1].to_string()]);
+    let o = fit(
+        "fastspec",
+        &rr,
+        &out2,
+        &["--targetids", &TID[1].to_string()],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let t = read_table(&out2, "METADATA");
-    assert_eq!(t.iter().find(|c| c.0 == "Z").unwrap().1, Col::Float(vec![1e-8]));
+    assert_eq!(
+        t.iter().find(|c| c.0 == "Z").unwrap().1,
+        Col::Float(vec![1e-8])
+    );
 }
 
 #[test]
@@ -206,7 +296,12 @@ fn target_without_photometric_match() {
         let mut f = FitsFile::edit(&co).unwrap();
         let h = f.hdu("FIBERMAP").unwrap();
         let dec: Vec<f64> = h.read_col(&mut f, "TARGET_DEC").unwrap();
-        h.write_col(&mut f, "TARGET_DEC", &[dec[0], dec[1] + 3.0 / 3600.0, dec[2]]).unwrap();
+        h.write_col(
+            &mut f,
+            "TARGET_DEC",
+            &[dec[0], dec[1] + 3.0 / 3600.0, dec[2]],
+        )
+        .unwrap();
     }
     let out = d.path().join("o.fits");
     let o = fit("fastspec", &rr, &out, &[]);
@@ -236,12 +331,20 @@ fn column_of_the_wrong_type_is_a_clear_file_error() {
             .create()
             .unwrap();
         let h = h.insert_column(&mut f, 1, &desc).unwrap();
-        h.write_col(&mut f, "Z", &["abc".to_string(), "def".to_string(), "ghi".to_string()]).unwrap();
+        h.write_col(
+            &mut f,
+            "Z",
+            &["abc".to_string(), "def".to_string(), "ghi".to_string()],
+        )
+        .unwrap();
     }
     let out = d.path().join("o.fits");
     let o = fit("fastspec", &rr, &out, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("redrock-4-80613") && err.contains("column Z"), "{err}");
+    assert!(
+        err.contains("redrock-4-80613") && err.contains("column Z"),
+        "{err}"
+    );
     assert!(!out.exists());
 }

@@ -23,7 +23,10 @@ fn make_pair(dir: &Path, coadd_type: &str, rows: &[Row]) -> PathBuf {
             columns: vec![
                 OutColumn::new("TARGETID", ColData::I64(tid.clone())),
                 OutColumn::new("Z", ColData::F64(rows.iter().map(|r| r.z).collect())),
-                OutColumn::new("ZWARN", ColData::I64(rows.iter().map(|r| r.zwarn).collect())),
+                OutColumn::new(
+                    "ZWARN",
+                    ColData::I64(rows.iter().map(|r| r.zwarn).collect()),
+                ),
                 OutColumn::new("SPECTYPE", ColData::Str(vec!["GALAXY".into(); n], 6)),
                 OutColumn::new("SUBTYPE", ColData::Str(vec![String::new(); n], 20)),
                 OutColumn::new("DELTACHI2", ColData::F64(vec![100.0; n])),
@@ -32,10 +35,16 @@ fn make_pair(dir: &Path, coadd_type: &str, rows: &[Row]) -> PathBuf {
         },
         OutHdu::Table {
             extname: "TSNR2".into(),
-            columns: ["TSNR2_BGS", "TSNR2_LRG", "TSNR2_ELG", "TSNR2_QSO", "TSNR2_LYA"]
-                .iter()
-                .map(|c| OutColumn::new(*c, ColData::F32((0..n).map(|i| i as f32).collect())))
-                .collect(),
+            columns: [
+                "TSNR2_BGS",
+                "TSNR2_LRG",
+                "TSNR2_ELG",
+                "TSNR2_QSO",
+                "TSNR2_LYA",
+            ]
+            .iter()
+            .map(|c| OutColumn::new(*c, ColData::F32((0..n).map(|i| i as f32).collect())))
+            .collect(),
             cards: vec![],
         },
     ];
@@ -77,7 +86,10 @@ fn make_pair(dir: &Path, coadd_type: &str, rows: &[Row]) -> PathBuf {
                 OutColumn::new("TARGET_RA", ColData::F64(vec![105.49; n])),
                 OutColumn::new("TARGET_DEC", ColData::F64(vec![56.67; n])),
                 OutColumn::new("COADD_FIBERSTATUS", ColData::I32(vec![0; n])),
-                OutColumn::new("OBJTYPE", ColData::Str(rows.iter().map(|r| r.objtype.to_string()).collect(), 3)),
+                OutColumn::new(
+                    "OBJTYPE",
+                    ColData::Str(rows.iter().map(|r| r.objtype.to_string()).collect(), 3),
+                ),
                 OutColumn::new("DESI_TARGET", ColData::I64((0..n as i64).collect())),
                 OutColumn::new("PHOTSYS", ColData::Str(vec!["N".into(); n], 1)),
             ],
@@ -92,9 +104,24 @@ fn make_pair(dir: &Path, coadd_type: &str, rows: &[Row]) -> PathBuf {
             ],
             cards: vec![],
         },
-        OutHdu::ImageF32 { extname: "B_WAVELENGTH".into(), shape: vec![npix], data: vec![4000.0; npix], cards: vec![] },
-        OutHdu::ImageF32 { extname: "B_FLUX".into(), shape: vec![n, npix], data: vec![1.0; n * npix], cards: vec![] },
-        OutHdu::ImageF32 { extname: "B_IVAR".into(), shape: vec![n, npix], data: vec![1.0; n * npix], cards: vec![] },
+        OutHdu::ImageF32 {
+            extname: "B_WAVELENGTH".into(),
+            shape: vec![npix],
+            data: vec![4000.0; npix],
+            cards: vec![],
+        },
+        OutHdu::ImageF32 {
+            extname: "B_FLUX".into(),
+            shape: vec![n, npix],
+            data: vec![1.0; n * npix],
+            cards: vec![],
+        },
+        OutHdu::ImageF32 {
+            extname: "B_IVAR".into(),
+            shape: vec![n, npix],
+            data: vec![1.0; n * npix],
+            cards: vec![],
+        },
         OutHdu::ImageF32 {
             extname: "B_RESOLUTION".into(),
             shape: vec![n, 11, npix],
@@ -108,13 +135,48 @@ fn make_pair(dir: &Path, coadd_type: &str, rows: &[Row]) -> PathBuf {
 
 fn standard_rows() -> Vec<Row> {
     vec![
-        Row { tid: 11, z: 0.5, zwarn: 0, objtype: "TGT" },
-        Row { tid: 12, z: 0.0005, zwarn: 0, objtype: "TGT" }, // below zmin
-        Row { tid: 13, z: 1.2, zwarn: 512, objtype: "TGT" },  // NODATA
-        Row { tid: 14, z: 0.7, zwarn: 4, objtype: "SKY" },    // not a target
-        Row { tid: 15, z: 2.0, zwarn: 4, objtype: "TGT" },
-        Row { tid: 16, z: 99.5, zwarn: 0, objtype: "TGT" },   // above zmax
-        Row { tid: 17, z: 0.1, zwarn: 0, objtype: "TGT" },
+        Row {
+            tid: 11,
+            z: 0.5,
+            zwarn: 0,
+            objtype: "TGT",
+        },
+        Row {
+            tid: 12,
+            z: 0.0005,
+            zwarn: 0,
+            objtype: "TGT",
+        }, // below zmin
+        Row {
+            tid: 13,
+            z: 1.2,
+            zwarn: 512,
+            objtype: "TGT",
+        }, // NODATA
+        Row {
+            tid: 14,
+            z: 0.7,
+            zwarn: 4,
+            objtype: "SKY",
+        }, // not a target
+        Row {
+            tid: 15,
+            z: 2.0,
+            zwarn: 4,
+            objtype: "TGT",
+        },
+        Row {
+            tid: 16,
+            z: 99.5,
+            zwarn: 0,
+            objtype: "TGT",
+        }, // above zmax
+        Row {
+            tid: 17,
+            z: 0.1,
+            zwarn: 0,
+            objtype: "TGT",
+        },
     ]
 }
 
@@ -122,7 +184,9 @@ fn standard_rows() -> Vec<Row> {
 fn default_cuts_select_good_targets_in_file_order() {
     let d = tempfile::tempdir().unwrap();
     let rr = make_pair(d.path(), "healpix", &standard_rows());
-    let t = read_targets(&rr, &SelectOptions::default()).unwrap().unwrap();
+    let t = read_targets(&rr, &SelectOptions::default())
+        .unwrap()
+        .unwrap();
     assert_eq!(t.targetid, vec![11, 15, 17]);
     assert_eq!(t.rows, vec![0, 4, 6]);
     assert_eq!(t.header.healpix, Some(27247));
@@ -140,13 +204,30 @@ fn default_cuts_select_good_targets_in_file_order() {
 fn zmin_ntargets_and_firsttarget() {
     let d = tempfile::tempdir().unwrap();
     let rr = make_pair(d.path(), "healpix", &standard_rows());
-    let o = SelectOptions { zmin: 0.0001, ..Default::default() };
-    assert_eq!(read_targets(&rr, &o).unwrap().unwrap().targetid, vec![11, 12, 15, 17]);
-    let o = SelectOptions { firsttarget: 1, ntargets: Some(1), ..Default::default() };
+    let o = SelectOptions {
+        zmin: 0.0001,
+        ..Default::default()
+    };
+    assert_eq!(
+        read_targets(&rr, &o).unwrap().unwrap().targetid,
+        vec![11, 12, 15, 17]
+    );
+    let o = SelectOptions {
+        firsttarget: 1,
+        ntargets: Some(1),
+        ..Default::default()
+    };
     assert_eq!(read_targets(&rr, &o).unwrap().unwrap().targetid, vec![15]);
-    let o = SelectOptions { firsttarget: 2, ntargets: Some(10), ..Default::default() };
+    let o = SelectOptions {
+        firsttarget: 2,
+        ntargets: Some(10),
+        ..Default::default()
+    };
     assert_eq!(read_targets(&rr, &o).unwrap().unwrap().targetid, vec![17]);
-    let o = SelectOptions { firsttarget: 5, ..Default::default() };
+    let o = SelectOptions {
+        firsttarget: 5,
+        ..Default::default()
+    };
     assert!(read_targets(&rr, &o).unwrap().is_none());
 }
 
@@ -163,8 +244,14 @@ fn targetids_bypass_cuts_keep_requested_order_and_take_input_redshifts() {
     assert_eq!(t.targetid, vec![16, 13, 11]);
     assert_eq!(t.z, vec![0.3, 0.2, 0.1]);
     assert_eq!(t.z_rr, vec![0.3, 0.2, 0.1]);
-    let dup = SelectOptions { targetids: Some(vec![11, 11]), ..Default::default() };
-    assert!(read_targets(&rr, &dup).unwrap_err().to_string().contains("more than once"));
+    let dup = SelectOptions {
+        targetids: Some(vec![11, 11]),
+        ..Default::default()
+    };
+    assert!(read_targets(&rr, &dup)
+        .unwrap_err()
+        .to_string()
+        .contains("more than once"));
 }
 
 #[test]
@@ -173,15 +260,22 @@ fn duplicate_fibermap_targetids_are_an_error() {
     let mut rows = standard_rows();
     rows[6].tid = 11;
     let rr = make_pair(d.path(), "healpix", &rows);
-    let e = read_targets(&rr, &SelectOptions::default()).unwrap_err().to_string();
-    assert!(e.contains("duplicate TARGETID") && e.contains("coadd-test.fits"), "{e}");
+    let e = read_targets(&rr, &SelectOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("duplicate TARGETID") && e.contains("coadd-test.fits"),
+        "{e}"
+    );
 }
 
 #[test]
 fn perexp_coadds_carry_tile_night_expid_and_first_fiber() {
     let d = tempfile::tempdir().unwrap();
     let rr = make_pair(d.path(), "perexp", &standard_rows());
-    let t = read_targets(&rr, &SelectOptions::default()).unwrap().unwrap();
+    let t = read_targets(&rr, &SelectOptions::default())
+        .unwrap()
+        .unwrap();
     assert_eq!(t.header.tileid, Some(1000));
     assert_eq!(t.header.night, Some(20210505));
     assert_eq!(t.header.expid, Some(88888));

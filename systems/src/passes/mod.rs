@@ -26,7 +26,15 @@ pub enum FitSystems {
 
 /// Register every system of the fitting schedule, phases chained in order.
 pub fn add_systems(schedule: &mut Schedule) {
-    schedule.configure_sets((FitSystems::Prepare, FitSystems::Continuum, FitSystems::Lines, FitSystems::Finalize).chain());
+    schedule.configure_sets(
+        (
+            FitSystems::Prepare,
+            FitSystems::Continuum,
+            FitSystems::Lines,
+            FitSystems::Finalize,
+        )
+            .chain(),
+    );
     schedule.add_systems(mw_dust::correct_mw_dust.in_set(FitSystems::Prepare));
     spectrum::register(schedule);
     continuum::register(schedule);

@@ -1,7 +1,9 @@
 //! `correct_mw_dust`: Milky Way E(B−V) from the SFD98 maps and dereddened photometry (SPEC §1.6).
 
 use bevy_ecs::prelude::*;
-use fsf_components::{FitStatus, MilkyWayDust, ObservedPhotometry, PhotometricSetup, SkyPosition, Target};
+use fsf_components::{
+    FitStatus, MilkyWayDust, ObservedPhotometry, PhotometricSetup, SkyPosition, Target,
+};
 
 use crate::kernels::mwdust::mwdust_transmission;
 use crate::kernels::sfd::{ebv as sfd_ebv, SfdHemisphere};
@@ -29,14 +31,25 @@ pub fn deredden_photometry(
     setup: &PhotometricSetup,
     map: &DustMap,
 ) -> Result<MilkyWayDust, (u32, String)> {
-    let ebv = sfd_ebv(pos.ra_deg, pos.dec_deg, &map.ngp, &map.sgp)
-        .map_err(|e| (FitStatus::FLAG_MW_DUST, format!("SFD E(B-V) lookup failed: {e}")))?;
-    let filters = setup
-        .filters_for(&phot.photsys)
-        .ok_or_else(|| (FitStatus::FLAG_PHOTOMETRY, format!("no filters configured for PHOTSYS '{}'", phot.photsys)))?;
-    let mut out = MilkyWayDust { ebv, ..Default::default() };
+    let ebv = sfd_ebv(pos.ra_deg, pos.dec_deg, &map.ngp, &map.sgp).map_err(|e| {
+        (
+            FitStatus::FLAG_MW_DUST,
+            format!("SFD E(B-V) lookup failed: {e}"),
+        )
+    })?;
+    let filters = setup.filters_for(&phot.photsys).ok_or_else(|| {
+        (
+            FitStatus::FLAG_PHOTOMETRY,
+            format!("no filters configured for PHOTSYS '{}'", phot.photsys),
+        )
+    })?;
+    let mut out = MilkyWayDust {
+        ebv,
+        ..Default::default()
+    };
     for (b, filt) in filters.iter().enumerate() {
-        let t = mwdust_transmission(filt, ebv).map_err(|e| (FitStatus::FLAG_PHOTOMETRY, e.to_string()))? as f32;
+        let t = mwdust_transmission(filt, ebv)
+            .map_err(|e| (FitStatus::FLAG_PHOTOMETRY, e.to_string()))? as f32;
         let (f, iv) = (phot.flux_nmgy[b], phot.ivar_nmgy2[b]);
         out.transmission.push(t);
         out.flux_nmgy.push(f / t);
@@ -45,17 +58,26 @@ pub fn deredden_photometry(
     if let Some(b) = out.ivar_nmgy2.iter().position(|&v| v < 0.0 || v.is_nan()) {
         return Err((
             FitStatus::FLAG_PHOTOMETRY,
-            format!("negative or NaN inverse variance in band {}", setup.bands.get(b).map(String::as_str).unwrap_or("?")),
+            format!(
+                "negative or NaN inverse variance in band {}",
+                setup.bands.get(b).map(String::as_str).unwrap_or("?")
+            ),
         ));
     }
     if !phot.fiberflux_nmgy.is_empty() {
-        let ffilters = setup
-            .fiber_filters_for(&phot.photsys)
-            .ok_or_else(|| (FitStatus::FLAG_PHOTOMETRY, format!("no fiber filters for PHOTSYS '{}'", phot.photsys)))?;
+        let ffilters = setup.fiber_filters_for(&phot.photsys).ok_or_else(|| {
+            (
+                FitStatus::FLAG_PHOTOMETRY,
+                format!("no fiber filters for PHOTSYS '{}'", phot.photsys),
+            )
+        })?;
         for (b, filt) in ffilters.iter().enumerate() {
-            let t = mwdust_transmission(filt, ebv).map_err(|e| (FitStatus::FLAG_PHOTOMETRY, e.to_string()))?;
-            out.fiberflux_nmgy.push((phot.fiberflux_nmgy[b] as f64 / t) as f32);
-            out.fibertotflux_nmgy.push((phot.fibertotflux_nmgy[b] as f64 / t) as f32);
+            let t = mwdust_transmission(filt, ebv)
+                .map_err(|e| (FitStatus::FLAG_PHOTOMETRY, e.to_string()))?;
+            out.fiberflux_nmgy
+                .push((phot.fiberflux_nmgy[b] as f64 / t) as f32);
+            out.fibertotflux_nmgy
+                .push((phot.fibertotflux_nmgy[b] as f64 / t) as f32);
         }
     }
     Ok(out)
@@ -69,11 +91,19 @@ pub fn deredden_photometry(
 pub fn correct_mw_dust(
     setup: Res<PhotometricSetup>,
     map: Res<DustMap>,
-    mut q: Query<(&Target, &SkyPosition, &ObservedPhotometry, &mut MilkyWayDust, &mut FitStatus)>,
+    mut q: Query<(
+        &Target,
+        &SkyPosition,
+        &ObservedPhotometry,
+        &mut MilkyWayDust,
+        &mut FitStatus,
+    )>,
 ) {
     let _span = tracing::info_span!("correct_mw_dust").entered();
-    q.par_iter_mut().for_each(|(target, pos, phot, mut dust, mut status)| {
-        match deredden_photometry(pos, phot, &setup, &map) {
+    q.par_iter_mut().for_each(
+        |(target, pos, phot, mut dust, mut status)| match deredden_photometry(
+            pos, phot, &setup, &map,
+        ) {
             Ok(d) => *dust = d,
             Err((flag, reason)) => {
                 tracing::warn!(targetid = target.targetid, "{reason}");
@@ -88,6 +118,6 @@ pub fn correct_mw_dust(
                 };
                 status.flag(flag, reason);
             }
-        }
-    });
+        },
+    );
 }
