@@ -308,6 +308,8 @@ pub fn run_production(a: &ProductionArgs, comm: &Comm) -> anyhow::Result<Product
                     return Ok(None);
                 };
                 let mut summary = RunSummary::default();
+                // Each file is its own FastSpecFit run: seeds start afresh.
+                engine.seed_offset = 0;
                 let meta = engine.fit_file(loaded, &mut summary);
                 if let Some(dir) = p.outfile.parent() {
                     std::fs::create_dir_all(dir)

@@ -110,6 +110,11 @@ pub fn fit_options(ctx: &RunContext) -> FitOptions {
         broadlinefit: !a.no_broadlinefit,
         uncertainty_floor: a.uncertainty_floor,
         minsnr_balmer_broad: a.minsnr_balmer_broad,
+        input_seeds: if a.targetids.is_some() {
+            a.input_seeds.clone()
+        } else {
+            None
+        },
     }
 }
 
@@ -127,6 +132,14 @@ pub fn validate(args: &FitArgs) -> Result<(), IoError> {
     }
     if let (Some(z), None) = (&args.input_redshifts, &args.targetids) {
         tracing::warn!(n = z.len(), "--input-redshifts ignored without --targetids");
+    }
+    if let (Some(t), Some(sd)) = (&args.targetids, &args.input_seeds) {
+        if t.len() != sd.len() {
+            return Err(IoError::input(
+                here,
+                format!("{} --input-seeds for {} --targetids", sd.len(), t.len()),
+            ));
+        }
     }
     if let (Some(t), Some(z)) = (&args.targetids, &args.input_redshifts) {
         if t.len() != z.len() {
@@ -415,6 +428,9 @@ pub fn prefetch(
 pub struct Engine {
     world: World,
     schedule: Schedule,
+    /// Targets fitted so far whose seeds precede the next file's (single-output runs draw one
+    /// seed stream over all files, as FastSpecFit; the production driver resets it per file).
+    pub seed_offset: usize,
 }
 
 impl Engine {
@@ -445,7 +461,11 @@ impl Engine {
         crate::specphot::insert_derived_resources(&mut world, ctx)?;
         let mut schedule = Schedule::default();
         passes::add_systems(&mut schedule);
-        Ok(Engine { world, schedule })
+        Ok(Engine {
+            world,
+            schedule,
+            seed_offset: 0,
+        })
     }
 
     /// Spawn the file's targets, run every pass, collect the results in row order, despawn.
@@ -459,6 +479,9 @@ impl Engine {
         if let Some(sp) = spectra {
             self.world.insert_resource(sp);
         }
+        self.world
+            .insert_resource(fsf_components::SeedOffset(self.seed_offset));
+        self.seed_offset += kept.len();
         let mut z = Vec::with_capacity(kept.len());
         for (k, &i) in kept.iter().enumerate() {
             let mut zi = targets.z[i];

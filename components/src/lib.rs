@@ -16,7 +16,7 @@ pub mod target;
 pub mod templates;
 
 pub use continuum::ContinuumFit;
-pub use options::{FitOptions, Program};
+pub use options::{FitOptions, Program, SeedOffset};
 pub use photfilters::{BandFilter, BandFilters};
 pub use photometry::{MilkyWayDust, ObservedPhotometry, PhotometricSetup};
 pub use properties::PhysicalProperties;

@@ -37,7 +37,14 @@ pub struct FitOptions {
     pub uncertainty_floor: f64,
     /// Minimum broad Balmer S/N (`--minsnr-balmer-broad`).
     pub minsnr_balmer_broad: f64,
+    /// Per-target Monte Carlo seeds (`--input-seeds`, with `--targetids`), in target order.
+    pub input_seeds: Option<Vec<i64>>,
 }
+
+/// Number of targets of the run fitted before the current file: FastSpecFit draws one seed per
+/// object over the whole run, so the current file's seeds continue that stream.
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeedOffset(pub usize);
 
 impl Default for FitOptions {
     fn default() -> Self {
@@ -53,6 +60,7 @@ impl Default for FitOptions {
             broadlinefit: true,
             uncertainty_floor: 0.01,
             minsnr_balmer_broad: 2.5,
+            input_seeds: None,
         }
     }
 }

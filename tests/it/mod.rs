@@ -6,6 +6,7 @@ pub mod metadata;
 pub mod prepare;
 pub mod production;
 pub mod robust;
+pub mod seeds;
 pub mod selection;
 pub mod simulate;
 pub mod specphot;

@@ -8,7 +8,7 @@ use bevy_ecs::prelude::*;
 use fsf_components::templates::Templates;
 use fsf_components::{
     BandFilters, ContinuumFit, FitOptions, FitStatus, MilkyWayDust, ObservedPhotometry, Program,
-    Redshift, Target,
+    Redshift, SeedOffset, Target,
 };
 
 use super::FitSystems;
@@ -38,11 +38,16 @@ pub fn register(schedule: &mut Schedule) {
     schedule.add_systems(fit_continuum_fastphot.in_set(FitSystems::Continuum));
 }
 
-/// FastSpecFit's SEED column for the target in row `row` of `nrows`: the master seed's
-/// `default_rng(seed).integers(2**32, size=nrows)[row]` when Monte Carlo runs, else 1.
-pub fn target_seeds(opts: &FitOptions, nrows: usize) -> Vec<i64> {
+/// FastSpecFit's SEED column for the targets in rows `0..nrows` of the current file, preceded
+/// by `offset` targets of the same run: `--input-seeds` if given, else the master seed's
+/// `default_rng(seed).integers(2**32, size=ntotal)[offset + row]` (NumPy's stream is
+/// prefix-consistent, so the run total need not be known) when Monte Carlo runs, else 1.
+pub fn target_seeds(opts: &FitOptions, offset: usize, nrows: usize) -> Vec<i64> {
+    if let Some(s) = &opts.input_seeds {
+        return (0..nrows).map(|r| s.get(r).copied().unwrap_or(1)).collect();
+    }
     if opts.nmonte > 0 {
-        per_object_seeds(opts.seed as u64, nrows)
+        per_object_seeds(opts.seed as u64, offset + nrows).split_off(offset)
     } else {
         vec![1; nrows]
     }
@@ -153,6 +158,7 @@ pub fn fit_continuum_fastphot(
     cosmo: Option<Res<FitCosmology>>,
     igm: Option<Res<FitIgm>>,
     bands: Option<Res<BandFilters>>,
+    offset: Option<Res<SeedOffset>>,
     mut q: Query<(
         &Target,
         &Redshift,
@@ -190,7 +196,7 @@ pub fn fit_continuum_fastphot(
         })
         .collect();
     let nrows = q.iter().map(|(t, ..)| t.row + 1).max().unwrap_or(0);
-    let seeds = target_seeds(&opts, nrows);
+    let seeds = target_seeds(&opts, offset.map(|o| o.0).unwrap_or(0), nrows);
     let sh = Shared {
         opts: &opts,
         tpl: &tpl,
