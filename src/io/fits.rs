@@ -180,17 +180,18 @@ impl FitsReader {
         Ok((values, width))
     }
 
-    /// Read a whole image HDU as f64 with its NumPy-order shape (slowest axis first).
-    ///
-    /// # Errors
-    /// Missing HDU, not an image, or a read failure.
-    pub fn image_f64(&mut self, hdu: &str) -> Result<(Vec<f64>, Vec<usize>), IoError> {
+    /// Read a whole image HDU with its NumPy-order shape (slowest axis first), checking that
+    /// the number of values matches the shape.
+    fn image<T>(&mut self, hdu: &str) -> Result<(Vec<T>, Vec<usize>), IoError>
+    where
+        Vec<T>: fitsio::images::ReadImage,
+    {
         let h = self.hdu(hdu)?;
         let shape = match &h.info {
             HduInfo::ImageInfo { shape, .. } => shape.clone(),
             _ => return Err(self.err(format!("HDU {hdu} is not an image"))),
         };
-        let data: Vec<f64> = h
+        let data: Vec<T> = h
             .read_image(&mut self.file)
             .map_err(|e| self.err(format!("cannot read image HDU {hdu}: {}", fits_msg(e))))?;
         let n: usize = shape.iter().product();
@@ -203,20 +204,20 @@ impl FitsReader {
         Ok((data, shape))
     }
 
+    /// Read a whole image HDU as f64 with its NumPy-order shape (slowest axis first).
+    ///
+    /// # Errors
+    /// Missing HDU, not an image, or a read failure.
+    pub fn image_f64(&mut self, hdu: &str) -> Result<(Vec<f64>, Vec<usize>), IoError> {
+        self.image(hdu)
+    }
+
     /// Read a whole image HDU as u32 (e.g. DESI pixel masks) with its shape.
     ///
     /// # Errors
     /// As [`FitsReader::image_f64`].
     pub fn image_u32(&mut self, hdu: &str) -> Result<(Vec<u32>, Vec<usize>), IoError> {
-        let h = self.hdu(hdu)?;
-        let shape = match &h.info {
-            HduInfo::ImageInfo { shape, .. } => shape.clone(),
-            _ => return Err(self.err(format!("HDU {hdu} is not an image"))),
-        };
-        let data: Vec<u32> = h
-            .read_image(&mut self.file)
-            .map_err(|e| self.err(format!("cannot read image HDU {hdu}: {}", fits_msg(e))))?;
-        Ok((data, shape))
+        self.image(hdu)
     }
 
     /// A string header keyword of HDU `hdu`, `None` when absent.
@@ -490,69 +491,33 @@ unsafe fn write_table(
     if nrows == 0 {
         return;
     }
+    // cfitsio datatype codes: TSHORT 21, TINT 31, TLONGLONG 81, TFLOAT 42, TDOUBLE 82.
+    unsafe fn put<T>(
+        fptr: *mut sys::fitsfile,
+        code: libc::c_int,
+        col: libc::c_int,
+        v: &[T],
+        st: &mut Status,
+    ) {
+        sys::ffpcl(
+            fptr,
+            code,
+            col,
+            1,
+            1,
+            v.len() as _,
+            v.as_ptr() as *mut _,
+            &mut st.0,
+        );
+    }
     for (i, c) in columns.iter().enumerate() {
         let colnum = (i + 1) as libc::c_int;
         match &c.data {
-            ColData::I16(v) => {
-                sys::ffpcl(
-                    fptr,
-                    21,
-                    colnum,
-                    1,
-                    1,
-                    v.len() as _,
-                    v.as_ptr() as *mut _,
-                    &mut st.0,
-                );
-            }
-            ColData::I32(v) => {
-                sys::ffpcl(
-                    fptr,
-                    31,
-                    colnum,
-                    1,
-                    1,
-                    v.len() as _,
-                    v.as_ptr() as *mut _,
-                    &mut st.0,
-                );
-            }
-            ColData::I64(v) => {
-                sys::ffpcl(
-                    fptr,
-                    81,
-                    colnum,
-                    1,
-                    1,
-                    v.len() as _,
-                    v.as_ptr() as *mut _,
-                    &mut st.0,
-                );
-            }
-            ColData::F32(v) | ColData::F32Vec(v, _) => {
-                sys::ffpcl(
-                    fptr,
-                    42,
-                    colnum,
-                    1,
-                    1,
-                    v.len() as _,
-                    v.as_ptr() as *mut _,
-                    &mut st.0,
-                );
-            }
-            ColData::F64(v) => {
-                sys::ffpcl(
-                    fptr,
-                    82,
-                    colnum,
-                    1,
-                    1,
-                    v.len() as _,
-                    v.as_ptr() as *mut _,
-                    &mut st.0,
-                );
-            }
+            ColData::I16(v) => put(fptr, 21, colnum, v, st),
+            ColData::I32(v) => put(fptr, 31, colnum, v, st),
+            ColData::I64(v) => put(fptr, 81, colnum, v, st),
+            ColData::F32(v) | ColData::F32Vec(v, _) => put(fptr, 42, colnum, v, st),
+            ColData::F64(v) => put(fptr, 82, colnum, v, st),
             ColData::Bool(v) => {
                 let mut b: Vec<libc::c_char> = v.iter().map(|&x| x as libc::c_char).collect();
                 sys::ffpcll(fptr, colnum, 1, 1, b.len() as _, b.as_mut_ptr(), &mut st.0);
