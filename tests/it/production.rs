@@ -73,6 +73,34 @@ fn outputs(out: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Start the binary with a pause after each written file (so a test can act mid-run).
+fn spawn_paused(
+    args: &[String],
+    pause_ms: u64,
+    stderr: std::process::Stdio,
+) -> std::process::Child {
+    Command::new(bin())
+        .args(args)
+        .env("FASTSPECFIT_TEST_PAUSE_MS", pause_ms.to_string())
+        .env_remove("DUST_DIR")
+        .env_remove("FPHOTO_DIR")
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
+/// Wait until the first complete output (a `.fits`, not its temporary file) exists.
+fn wait_for_first_output(out: &Path) {
+    let t0 = std::time::Instant::now();
+    while !outputs(out)
+        .iter()
+        .any(|p| p.extension().map(|e| e == "fits").unwrap_or(false))
+    {
+        assert!(t0.elapsed().as_secs() < 120, "no output appeared");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// File bytes with the CHECKSUM/DATASUM cards (which carry a date) blanked.
 fn stable_bytes(p: &Path) -> Vec<u8> {
     let mut b = std::fs::read(p).unwrap();
@@ -187,25 +215,9 @@ fn sigkill_then_restart_finishes_only_what_is_missing() {
     make_tree(d.path(), 6);
     let out = d.path().join("out");
     let args = prod_args(d.path(), &out);
-    let mut child = Command::new(bin())
-        .args(&args)
-        .env("FASTSPECFIT_TEST_PAUSE_MS", "400")
-        .env_remove("DUST_DIR")
-        .env_remove("FPHOTO_DIR")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_paused(&args, 400, std::process::Stdio::null());
     // Wait for the first output, then kill -9.
-    let t0 = std::time::Instant::now();
-    while outputs(&out)
-        .iter()
-        .filter(|p| p.extension().map(|e| e == "fits").unwrap_or(false))
-        .count()
-        < 1
-    {
-        assert!(t0.elapsed().as_secs() < 120, "no output appeared");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for_first_output(&out);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let after_kill = outputs(&out);
@@ -317,22 +329,8 @@ fn input_vanishing_mid_run_fails_that_file_only() {
     let rrs = make_tree(d.path(), 4);
     let out = d.path().join("out");
     let args = prod_args(d.path(), &out);
-    let child = Command::new(bin())
-        .args(&args)
-        .env("FASTSPECFIT_TEST_PAUSE_MS", "500")
-        .env_remove("DUST_DIR")
-        .env_remove("FPHOTO_DIR")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = std::time::Instant::now();
-    while !outputs(&out)
-        .iter()
-        .any(|p| p.extension().map(|e| e == "fits").unwrap_or(false))
-    {
-        assert!(t0.elapsed().as_secs() < 120, "no output appeared");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let child = spawn_paused(&args, 500, std::process::Stdio::piped());
+    wait_for_first_output(&out);
     // The first file is done and the second is already prefetched: remove the last input.
     std::fs::remove_file(rrs[3].with_file_name("coadd-3-80613-thru20210324.fits")).unwrap();
     let o = child.wait_with_output().unwrap();
@@ -352,22 +350,8 @@ fn output_directory_lost_mid_run_fails_the_remaining_files_cleanly() {
     make_tree(d.path(), 3);
     let out = d.path().join("out");
     let args = prod_args(d.path(), &out);
-    let child = Command::new(bin())
-        .args(&args)
-        .env("FASTSPECFIT_TEST_PAUSE_MS", "500")
-        .env_remove("DUST_DIR")
-        .env_remove("FPHOTO_DIR")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = std::time::Instant::now();
-    while !outputs(&out)
-        .iter()
-        .any(|p| p.extension().map(|e| e == "fits").unwrap_or(false))
-    {
-        assert!(t0.elapsed().as_secs() < 120, "no output appeared");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let child = spawn_paused(&args, 500, std::process::Stdio::piped());
+    wait_for_first_output(&out);
     // Replace the output tree by a plain file: nothing more can be written there.
     std::fs::remove_dir_all(out.join("prod")).unwrap();
     std::fs::write(out.join("prod"), b"not a directory").unwrap();
