@@ -351,21 +351,10 @@ mod tests {
     use super::*;
 
     fn fixture() -> serde_json::Value {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/cosmology/distances.json"
-        );
-        let text = std::fs::read_to_string(path).expect("fixture cosmology/distances.json");
-        serde_json::from_str(&text).expect("valid JSON")
+        crate::kernels::test_fixtures::load("cosmology/distances.json")
     }
 
-    fn vec(v: &serde_json::Value) -> Vec<f64> {
-        v.as_array()
-            .expect("array")
-            .iter()
-            .map(|x| x.as_f64().expect("number"))
-            .collect()
-    }
+    use crate::kernels::test_fixtures::f64s as vec;
 
     fn close(a: f64, b: f64, rtol: f64, what: &str) {
         let tol = rtol * b.abs().max(1e-300);

@@ -190,21 +190,10 @@ mod tests {
     use super::*;
 
     fn fixture() -> serde_json::Value {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/dust/attenuate.json"
-        );
-        let text = std::fs::read_to_string(path).expect("fixture dust/attenuate.json");
-        serde_json::from_str(&text).expect("valid JSON")
+        crate::kernels::test_fixtures::load("dust/attenuate.json")
     }
 
-    fn vec(v: &serde_json::Value) -> Vec<f64> {
-        v.as_array()
-            .expect("array")
-            .iter()
-            .map(|x| x.as_f64().expect("number"))
-            .collect()
-    }
+    use crate::kernels::test_fixtures::f64s as vec;
 
     fn assert_close(got: &[f64], want: &[f64], rtol: f64, what: &str) {
         assert_eq!(got.len(), want.len(), "{what}: length");

@@ -251,21 +251,10 @@ mod tests {
     use super::*;
 
     fn fixture() -> serde_json::Value {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/igm/inoue14.json"
-        );
-        let text = std::fs::read_to_string(path).expect("fixture igm/inoue14.json");
-        serde_json::from_str(&text).expect("valid JSON")
+        crate::kernels::test_fixtures::load("igm/inoue14.json")
     }
 
-    fn vec(v: &serde_json::Value) -> Vec<f64> {
-        v.as_array()
-            .expect("array")
-            .iter()
-            .map(|x| x.as_f64().expect("number"))
-            .collect()
-    }
+    use crate::kernels::test_fixtures::f64s as vec;
 
     /// SPEC §3.4 / FastSpecFit test_igm (rtol 1e-5 there).
     #[test]

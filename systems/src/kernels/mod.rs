@@ -19,6 +19,8 @@ pub mod resolution;
 pub mod sfd;
 pub mod stats;
 pub mod synthphot;
+#[cfg(test)]
+pub(crate) mod test_fixtures;
 pub mod trf;
 pub mod vdisp;
 

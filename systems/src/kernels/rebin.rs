@@ -148,21 +148,10 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> serde_json::Value {
-        let path = format!(
-            "{}/../tests/fixtures/rebin/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        serde_json::from_str(&text).expect("valid JSON")
+        crate::kernels::test_fixtures::load(&format!("rebin/{name}"))
     }
 
-    fn vec(v: &serde_json::Value) -> Vec<f64> {
-        v.as_array()
-            .expect("array")
-            .iter()
-            .map(|x| x.as_f64().expect("number"))
-            .collect()
-    }
+    use crate::kernels::test_fixtures::f64s as vec;
 
     /// The DESI b, r, z camera grids (NumPy linspace arithmetic, checked
     /// bit-exact against the coadd files by the generator).

@@ -265,7 +265,6 @@ fn mc_variance_rules() {
 fn dn4000_window_is_bit_identical() {
     use crate::kernels::derived::dn4000::dn4000_rest_window;
     let mut s = Dn4000Scratch::default();
-    let mut nonzero = 0;
     for (start, step) in [
         (3000.0, 0.7),
         (3000.0, 1.0),

@@ -4,21 +4,10 @@
 
 use super::*;
 
-fn fixture(name: &str) -> serde_json::Value {
-    let path = format!(
-        "{}/../tests/fixtures/resolution/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).expect("valid JSON")
-}
+use crate::kernels::test_fixtures::f64s as vec;
 
-fn vec(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number"))
-        .collect()
+fn fixture(name: &str) -> serde_json::Value {
+    crate::kernels::test_fixtures::load(&format!("resolution/{name}"))
 }
 
 /// max |got − want| / max |want|, and the same per element relative to |want|
