@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod comm;
 pub mod compare;
+pub mod fastspec;
 pub mod io;
 pub mod metadata;
 pub mod production;

@@ -24,6 +24,8 @@ pub struct FileMeta {
     pub props: Vec<PhysicalProperties>,
     /// Status per written row.
     pub status: Vec<FitStatus>,
+    /// Spectroscopic (fastspec) results per written row; default for fastphot.
+    pub spectral: Vec<fsf_components::SpectralFit>,
 }
 
 fn str_col(values: Vec<String>, min_width: usize) -> ColData {

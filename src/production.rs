@@ -315,7 +315,7 @@ pub fn run_production(a: &ProductionArgs, comm: &Comm) -> anyhow::Result<Product
                     std::fs::create_dir_all(dir)
                         .map_err(|e| IoError::output(dir, e.to_string()))?;
                 }
-                write_output(&p.outfile, &[meta], &ctx)?;
+                write_output(&p.outfile, &[meta], &ctx, engine.schema())?;
                 // Test aid for the crash-safety test: a pause after each written file so a
                 // SIGKILL can land mid-run. Unset in production.
                 if let Some(ms) = std::env::var("FASTSPECFIT_TEST_PAUSE_MS")

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use bevy_ecs::prelude::*;
 use fsf_components::{
-    ContinuumFit, FitOptions, FitStatus, MilkyWayDust, ObservedPhotometry, PhotometricSetup,
-    PhysicalProperties, PreparedSpectrum, Program, Redshift, SkyPosition, SpectraColumns, Target,
+    ContinuumFit, FastspecSchema, FitOptions, FitStatus, MilkyWayDust, ObservedPhotometry,
+    PhotometricSetup, PhysicalProperties, PreparedSpectrum, Program, Redshift, SkyPosition,
+    SpectraColumns, SpectralFit, Target,
 };
 use fsf_systems::passes::{self, mw_dust::DustMap};
 
@@ -305,6 +306,8 @@ pub struct RunContext {
     pub phot_cfg: PhotometryConfig,
     /// Photometry source.
     pub source: PhotometrySource,
+    /// Emission-line table and kinematic constraints (fastspec only).
+    pub emlines: Option<std::sync::Arc<crate::io::emlines::EmlineConfig>>,
     /// PRIMARY header cards that do not depend on the inputs.
     pub args: FitArgs,
 }
@@ -339,18 +342,21 @@ impl RunContext {
         if select.zmin <= 0.0 {
             tracing::warn!(zmin = select.zmin, "--zmin <= 0");
         }
-        if mode == Mode::Fastspec {
-            // Validate the line list and kinematic constraints before any heavy I/O.
-            crate::io::emlines::EmlineConfig::load(
+        let emlines = if mode == Mode::Fastspec {
+            // Read and validate the line list and kinematic constraints before any heavy I/O.
+            Some(std::sync::Arc::new(crate::io::emlines::EmlineConfig::load(
                 args.emlinesfile.as_deref(),
                 args.constraintsfile.as_deref(),
-            )?;
-        }
+            )?))
+        } else {
+            None
+        };
         Ok(RunContext {
             mode,
             select,
             phot_cfg,
             source,
+            emlines,
             args: args.clone(),
         })
     }
@@ -459,6 +465,20 @@ impl Engine {
         });
         crate::resources::insert_fit_resources(&mut world, ctx)?;
         crate::specphot::insert_derived_resources(&mut world, ctx)?;
+        if let Some(em) = &ctx.emlines {
+            let cameras: Vec<String> = ["b", "r", "z"].iter().map(|s| s.to_string()).collect();
+            let lines: Vec<(String, bool)> = em
+                .table
+                .lines
+                .iter()
+                .map(|l| (l.name.clone(), l.isstrong))
+                .collect();
+            world.insert_resource(FastspecSchema::new(
+                &cameras,
+                &ctx.phot_cfg.synth_bands,
+                &lines,
+            ));
+        }
         let mut schedule = Schedule::default();
         passes::add_systems(&mut schedule);
         Ok(Engine {
@@ -466,6 +486,11 @@ impl Engine {
             schedule,
             seed_offset: 0,
         })
+    }
+
+    /// The FASTSPEC column schema (fastspec only).
+    pub fn schema(&self) -> Option<&FastspecSchema> {
+        self.world.get_resource::<FastspecSchema>()
     }
 
     /// Spawn the file's targets, run every pass, collect the results in row order, despawn.
@@ -517,6 +542,7 @@ impl Engine {
                     PreparedSpectrum::default(),
                     ContinuumFit::default(),
                     PhysicalProperties::default(),
+                    SpectralFit::default(),
                 ),
             ));
         }
@@ -527,6 +553,7 @@ impl Engine {
         let mut continuum = vec![ContinuumFit::default(); nk];
         let mut props = vec![PhysicalProperties::default(); nk];
         let mut status = vec![FitStatus::default(); nk];
+        let mut spectral = vec![SpectralFit::default(); nk];
         let mut q = self.world.query::<(
             Entity,
             &Target,
@@ -534,13 +561,19 @@ impl Engine {
             &FitStatus,
             &ContinuumFit,
             &PhysicalProperties,
+            &mut SpectralFit,
+            &PreparedSpectrum,
         )>();
         let mut entities = Vec::with_capacity(nk);
-        for (e, t, d, s, c, p) in q.iter(&self.world) {
+        for (e, t, d, s, c, p, mut sf, prep) in q.iter_mut(&mut self.world) {
+            if sf.flux_synth_nmgy.is_empty() {
+                sf.flux_synth_nmgy = prep.flux_synth_nmgy.clone();
+            }
             dust[t.row] = d.clone();
             continuum[t.row] = c.clone();
             props[t.row] = p.clone();
             status[t.row] = s.clone();
+            spectral[t.row] = std::mem::take(&mut *sf);
             if !s.ok() {
                 summary.flagged += 1;
             }
@@ -561,6 +594,7 @@ impl Engine {
             continuum,
             props,
             status,
+            spectral,
         }
     }
 }
@@ -569,7 +603,12 @@ impl Engine {
 ///
 /// # Errors
 /// Output errors, naming the file.
-pub fn write_output(outfile: &Path, files: &[FileMeta], ctx: &RunContext) -> Result<(), IoError> {
+pub fn write_output(
+    outfile: &Path,
+    files: &[FileMeta],
+    ctx: &RunContext,
+    schema: Option<&FastspecSchema>,
+) -> Result<(), IoError> {
     let _span = tracing::info_span!("write").entered();
     let specprod = files
         .first()
@@ -592,6 +631,12 @@ pub fn write_output(outfile: &Path, files: &[FileMeta], ctx: &RunContext) -> Res
             columns,
             cards: vec![],
         });
+        if ctx.mode == Mode::Fastspec {
+            if let Some(schema) = schema {
+                hdus.extend(crate::fastspec::fastspec_hdus(files, ctx, schema));
+            }
+            hdus.extend(crate::fastspec::models_hdu(files));
+        }
     }
     write_fits_atomic(outfile, &cards, &hdus)
 }
@@ -644,7 +689,7 @@ pub fn run_fit(args: &FitArgs, mode: Mode) -> anyhow::Result<RunSummary> {
             args.redrockfiles.len()
         );
     }
-    write_output(outfile, &files, &ctx)?;
+    write_output(outfile, &files, &ctx, engine.schema())?;
     tracing::info!(
         outfile = %outfile.display(),
         files = summary.files,

@@ -3,6 +3,7 @@
 //! needs ([`insert_derived_resources`]).
 
 use bevy_ecs::prelude::World;
+use fsf_components::SpectralFit;
 use fsf_systems::passes::properties::DerivedSetup;
 
 use crate::io::fits::{ColData, OutColumn};
@@ -77,9 +78,14 @@ impl Cols<'_> {
             None => OutColumn::new(name, ColData::F32(v)),
         });
     }
-    fn zero(&mut self, name: impl Into<String>, unit: Option<&str>) {
-        self.f32(name, unit, &|_, _| 0.0);
-    }
+}
+
+/// The spectroscopic results of row `k` (a default for files without them).
+fn spec(m: &FileMeta, k: usize) -> &SpectralFit {
+    static EMPTY: std::sync::OnceLock<SpectralFit> = std::sync::OnceLock::new();
+    m.spectral
+        .get(k)
+        .unwrap_or_else(|| EMPTY.get_or_init(SpectralFit::default))
 }
 
 fn get(v: &[f64], j: usize) -> f64 {
@@ -116,8 +122,8 @@ pub fn specphot_columns(files: &[FileMeta], ctx: &RunContext) -> Option<Vec<OutC
     out.push(OutColumn::new("COEFF", ColData::F32Vec(coeff, nt)));
     let mut c = Cols { files, out };
     if fastspec {
-        c.zero("RCHI2", None);
-        c.zero("RCHI2_LINE", None);
+        c.f32("RCHI2", None, &|m, k| spec(m, k).rchi2);
+        c.f32("RCHI2_LINE", None, &|m, k| spec(m, k).rchi2_line);
         c.f32("RCHI2_CONT", None, &|m, k| m.continuum[k].rchi2_cont);
     }
     c.f32("RCHI2_PHOT", None, &|m, k| m.continuum[k].rchi2_phot);
@@ -142,26 +148,27 @@ pub fn specphot_columns(files: &[FileMeta], ctx: &RunContext) -> Option<Vec<OutC
         m.props[k].sfr_ivar
     });
     if fastspec {
-        // Spectroscopic Dn4000 and synthesized spectral photometry: zero until those fits exist.
-        c.zero("DN4000", None);
-        c.zero("DN4000_OBS", None);
-        c.zero("DN4000_IVAR", None);
+        c.f32("DN4000", None, &|m, k| spec(m, k).dn4000);
+        c.f32("DN4000_OBS", None, &|m, k| spec(m, k).dn4000_obs);
+        c.f32("DN4000_IVAR", None, &|m, k| spec(m, k).dn4000_ivar);
     }
     c.f32("DN4000_MODEL", None, &|m, k| m.props[k].dn4000_model);
     c.f32("DN4000_MODEL_IVAR", None, &|m, k| {
         m.props[k].dn4000_model_ivar
     });
     if fastspec {
-        for b in &cfg.synth_bands {
-            c.zero(
+        for (j, b) in cfg.synth_bands.iter().enumerate() {
+            c.f32(
                 format!("FLUX_SYNTH_{}", b.to_uppercase()),
                 Some("nanomaggies"),
+                &move |m, k| get(&spec(m, k).flux_synth_nmgy, j),
             );
         }
-        for b in &cfg.synth_bands {
-            c.zero(
+        for (j, b) in cfg.synth_bands.iter().enumerate() {
+            c.f32(
                 format!("FLUX_SYNTH_SPECMODEL_{}", b.to_uppercase()),
                 Some("nanomaggies"),
+                &move |m, k| get(&spec(m, k).flux_synth_specmodel_nmgy, j),
             );
         }
     }

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod continuum;
+pub mod fastspec;
 pub mod options;
 pub mod photfilters;
 pub mod photometry;
@@ -16,6 +17,7 @@ pub mod target;
 pub mod templates;
 
 pub use continuum::ContinuumFit;
+pub use fastspec::{FastspecSchema, SpectralFit};
 pub use options::{FitOptions, Program, SeedOffset};
 pub use photfilters::{BandFilter, BandFilters};
 pub use photometry::{MilkyWayDust, ObservedPhotometry, PhotometricSetup};
