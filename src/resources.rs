@@ -104,5 +104,11 @@ pub fn insert_fit_resources(world: &mut World, ctx: &RunContext) -> Result<(), I
         .map_err(|e| IoError::input(Path::new("<bundled IGM coefficients>"), e.to_string()))?;
     world.insert_resource(FitIgm(igm));
     world.insert_resource(band_filters(&ctx.phot_cfg)?);
+    if let Some(em) = &ctx.emlines {
+        world.insert_resource(fsf_systems::passes::fastspec::EmlineSetup {
+            table: em.table.clone(),
+            constraints: em.constraints.clone(),
+        });
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@
 use bevy_ecs::prelude::*;
 
 pub mod continuum;
+pub mod fastspec;
 pub mod mw_dust;
 pub mod properties;
 pub mod spectrum;
@@ -39,4 +40,5 @@ pub fn add_systems(schedule: &mut Schedule) {
     spectrum::register(schedule);
     continuum::register(schedule);
     properties::register(schedule);
+    fastspec::register(schedule);
 }
