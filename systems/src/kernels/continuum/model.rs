@@ -190,10 +190,8 @@ impl PhotModel {
         m: &mut [f64],
     ) {
         let (nb, nt) = (self.nband(), self.ntemplate());
-        let mtau = -tauv;
-        for (a, k) in atten.iter_mut().zip(tpl.klambda) {
-            *a = (mtau * k).exp();
-        }
+        // τ_V is finite here (Brent's iterates); the shapes were checked at construction.
+        let _ = dust::attenuation(tauv, tpl.klambda, atten);
         for (i, &t) in self.rows.iter().enumerate() {
             let ft = tpl.row(tpl.flux, t);
             let s: f64 = ft
