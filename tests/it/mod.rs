@@ -1,6 +1,7 @@
 pub mod bad_input;
 pub mod common;
 pub mod fastphot;
+pub mod fastspec;
 pub mod fuzz;
 pub mod metadata;
 pub mod prepare;
