@@ -1,5 +1,6 @@
 pub mod bad_input;
 pub mod common;
+pub mod contspec;
 pub mod fastphot;
 pub mod fastspec;
 pub mod fuzz;

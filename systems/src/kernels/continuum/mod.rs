@@ -4,12 +4,18 @@
 
 pub mod cheb;
 pub mod fastphot;
+pub mod fastspec;
 pub mod model;
 pub mod photvec;
 pub mod rng;
+pub mod smooth;
+pub mod specmodel;
 pub mod varpro;
+pub mod vdispfit;
 
 pub use cheb::ChebPsi;
 pub use fastphot::{fit_fastphot, FastphotInputs, FastphotResult};
+pub use fastspec::{fit_fastspec, FastspecInputs, FastspecResult, FastspecTemplates, FastspecWorkspace};
+pub use specmodel::{CameraData, SpecOperator};
 pub use model::{PhotModel, TemplateArrays, FLUXNORM, MASSNORM};
 pub use varpro::{varpro_phot, varpro_phot_interp, VarproFit, VarproWorkspace};

@@ -15,6 +15,8 @@ pub mod guesses;
 pub mod jacobian;
 pub mod linemodel;
 pub mod mapping;
+pub mod measure;
+pub mod optimize;
 pub mod params;
 pub mod profile;
 pub mod table;
