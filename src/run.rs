@@ -544,6 +544,10 @@ impl Engine {
                     PhysicalProperties::default(),
                     SpectralFit::default(),
                 ),
+                (
+                    passes::fastspec::CameraLineMasks::default(),
+                    passes::fastspec::SpectralContinuum::default(),
+                ),
             ));
         }
         self.schedule.run(&mut self.world);
