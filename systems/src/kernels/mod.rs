@@ -11,6 +11,7 @@ pub mod dust;
 pub mod emlines;
 pub mod filters;
 pub mod igm;
+pub mod linemask;
 pub mod mwdust;
 pub mod nnls;
 pub mod prepare;

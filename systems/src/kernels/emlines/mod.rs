@@ -16,6 +16,7 @@ pub mod guesses;
 pub mod jacobian;
 pub mod linemodel;
 pub mod mapping;
+pub mod optimize;
 pub mod params;
 pub mod profile;
 pub mod table;

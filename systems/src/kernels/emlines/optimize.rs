@@ -1,0 +1,531 @@
+//! The emission-line optimiser (SPEC.md §5.5; FastSpecFit's
+//! `EMFitTools.optimize` + `bestfit` + `chi2`, i.e. `linefit`).
+//!
+//! Free vector = the free line parameters of a [`LineModel`] (table order),
+//! followed — in the line masker only — by the continuum "patch" pedestals
+//! (all slopes, then all intercepts). Residuals over *all* hstacked pixels:
+//! (W·Σg + pedestals − flux)·weight, minimised by the bounded TRF kernel
+//! ([`least_squares_operator`]) with the sparse analytic Jacobian as a linear
+//! operator, `tr_solver='lsmr'` (maxiter 1000, regularize), `x_scale` 1,
+//! gtol 1e-8, max_nfev 5000 and the caller's ftol / xtol
+//! ([`FitTolerances::DEFAULT`] 1e-5/1e-10, [`FitTolerances::LOOSE`]
+//! 1e-3/1e-5 for the masker and the Monte-Carlo refits).
+//!
+//! After the fit:
+//! * `values` = the full parameter vector with doublet slots still holding
+//!   ratios (FastSpecFit's `linemodel['value']`);
+//! * `obsamps` = per line, the maximum over all pixels and cameras of the
+//!   line's resolution-convolved profile W·g (not clipped; 0 if never
+//!   positive), with doublet ratios turned into amplitudes;
+//! * `model` = the best-fit line model, negative pixels set to 0
+//!   (`EMLine_build_model`), *without* pedestals;
+//! * `chi2` = Σ w² (flux − model − pedestal)² / dof with
+//!   dof = #(w > 0) − nfree (nfree = free line params + 2·patches), 0 if
+//!   dof ≤ 0.
+//!
+//! # Deviations from FastSpecFit
+//! * With patches FastSpecFit's `optimize` computes no `obsamps`; this port
+//!   always does (the masker ignores them).
+//! * With patches and *no* free line parameter FastSpecFit returns early
+//!   without the patch tuple (its caller would crash unpacking it); this port
+//!   returns values 0, obsamps 0, the patches at their initial values and
+//!   nfev 0, as for the line-only corner case.
+//! * The χ² uses w² as inverse variance (FastSpecFit passes `emlineivar`
+//!   with `weights = √emlineivar`; equal up to one rounding).
+//! * The pixel-integrated `line_fluxes` (stored by FastSpecFit but never
+//!   reported) are not computed.
+
+use std::cell::RefCell;
+
+use super::super::trf::{
+    least_squares_operator, LsmrOptions, OperatorJacobian, Problem, TrSolver, TrfOptions,
+    TrfStatus, TrfWorkspace, XScale,
+};
+use super::super::KernelError;
+use super::jacobian::EmlineJacobian;
+use super::linemodel::LineModel;
+use super::mapping::ParamsMapping;
+use super::params::ParamTable;
+use super::profile::{line_profile, EmlineSpectrum, ModelWorkspace, SIGMA_G};
+
+/// Convergence tolerances of one line fit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FitTolerances {
+    /// Relative cost-reduction tolerance.
+    pub ftol: f64,
+    /// Relative step tolerance.
+    pub xtol: f64,
+}
+
+impl FitTolerances {
+    /// FastSpecFit's defaults (main, broad and final-pass fits).
+    pub const DEFAULT: Self = Self {
+        ftol: 1e-5,
+        xtol: 1e-10,
+    };
+    /// The line masker's and the Monte-Carlo refits' tolerances.
+    pub const LOOSE: Self = Self {
+        ftol: 1e-3,
+        xtol: 1e-5,
+    };
+}
+
+impl Default for FitTolerances {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// One continuum patch pedestal: slope·(λ − pivot) + intercept added to the
+/// model on hstacked pixels [start, end).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContinuumPatch {
+    /// First pixel.
+    pub start: usize,
+    /// One past the last pixel.
+    pub end: usize,
+    /// Pivot wavelength [Å].
+    pub pivotwave: f64,
+    /// Slope (initial value on input).
+    pub slope: f64,
+    /// Intercept (initial value on input).
+    pub intercept: f64,
+    /// (lower, upper) bounds of the slope.
+    pub slope_bounds: (f64, f64),
+    /// (lower, upper) bounds of the intercept.
+    pub intercept_bounds: (f64, f64),
+}
+
+/// The continuum patches of a masker fit and the hstacked wavelengths [Å]
+/// the pedestals are evaluated on.
+#[derive(Debug, Clone, Copy)]
+pub struct PatchInput<'a> {
+    /// Hstacked wavelengths (length = pixels of the spectrum).
+    pub wave: &'a [f64],
+    /// The patches (initial slope/intercept and bounds).
+    pub patches: &'a [ContinuumPatch],
+}
+
+/// Results of one line fit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LineFit {
+    /// Full parameter vector (3 × lines), doublet slots holding ratios.
+    pub values: Vec<f64>,
+    /// Per line: maximum of its resolution-convolved profile (not clipped).
+    pub obsamps: Vec<f64>,
+    /// Fitted pedestal slopes (patch order; empty without patches).
+    pub slopes: Vec<f64>,
+    /// Fitted pedestal intercepts.
+    pub intercepts: Vec<f64>,
+    /// Best-fit line model (hstacked, negative pixels set to 0, no pedestals).
+    pub model: Vec<f64>,
+    /// Pedestal model (hstacked, 0 outside patches; empty without patches).
+    pub pedestal: Vec<f64>,
+    /// Reduced χ² (0 if dof ≤ 0).
+    pub chi2: f64,
+    /// Number of free parameters (line + patch).
+    pub nfree: usize,
+    /// Degrees of freedom #(w > 0) − nfree.
+    pub dof: i64,
+    /// TRF termination status (`None` when nothing was fitted).
+    pub status: Option<TrfStatus>,
+    /// Residual evaluations of the TRF run (0 when nothing was fitted).
+    pub nfev: usize,
+}
+
+/// Reusable scratch of [`optimize_into`]: the TRF workspace, the model
+/// workspace, the sparse Jacobian and the parameter vectors. One per thread;
+/// buffers only grow.
+#[derive(Default)]
+pub struct OptimizeWorkspace {
+    trf: TrfWorkspace,
+    model_ws: ModelWorkspace,
+    jac: EmlineJacobian,
+    x: Vec<f64>,
+    lb: Vec<f64>,
+    ub: Vec<f64>,
+    full: Vec<f64>,
+    amps: Vec<f64>,
+    /// Patch Jacobian columns: slopes then intercepts, each over its range.
+    patch_cols: Vec<f64>,
+    patch_offsets: Vec<usize>,
+    buf: Vec<f64>,
+}
+
+impl std::fmt::Debug for OptimizeWorkspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OptimizeWorkspace").finish_non_exhaustive()
+    }
+}
+
+/// Fit a line model; see the module documentation and [`optimize_into`].
+///
+/// # Errors
+/// As [`optimize_into`].
+#[allow(clippy::too_many_arguments)]
+pub fn optimize(
+    spec: &EmlineSpectrum,
+    pt: &ParamTable,
+    model: &LineModel,
+    initials: &[f64],
+    bounds: &[(f64, f64)],
+    flux: &[f64],
+    weights: &[f64],
+    patches: Option<PatchInput<'_>>,
+    tol: FitTolerances,
+    ws: &mut OptimizeWorkspace,
+) -> Result<LineFit, KernelError> {
+    let mut out = LineFit::default();
+    optimize_into(
+        spec, pt, model, initials, bounds, flux, weights, patches, tol, ws, &mut out,
+    )?;
+    Ok(out)
+}
+
+/// Fit a line model, writing into `out` (its vectors are reused).
+///
+/// `initials` and `bounds` cover all 3 × lines parameters (only the free
+/// ones are used); `flux` and `weights` (= √ivar) are hstacked over
+/// `spec`'s pixels.
+///
+/// # Errors
+/// [`KernelError::Shape`] on inconsistent lengths or patch ranges;
+/// [`KernelError::Domain`] for invalid bounds / initial values (from the TRF
+/// kernel); [`KernelError::NonFinite`] for non-finite residuals at the start.
+#[allow(clippy::too_many_arguments)]
+pub fn optimize_into(
+    spec: &EmlineSpectrum,
+    pt: &ParamTable,
+    model: &LineModel,
+    initials: &[f64],
+    bounds: &[(f64, f64)],
+    flux: &[f64],
+    weights: &[f64],
+    patches: Option<PatchInput<'_>>,
+    tol: FitTolerances,
+    ws: &mut OptimizeWorkspace,
+    out: &mut LineFit,
+) -> Result<(), KernelError> {
+    let np = pt.nparams();
+    let nl = pt.nlines();
+    let npix = spec.npix;
+    if spec.restwave.len() != nl
+        || model.free.len() != np
+        || model.tiedtoparam.len() != np
+        || model.tiedfactor.len() != np
+        || initials.len() != np
+        || bounds.len() != np
+        || flux.len() != npix
+        || weights.len() != npix
+    {
+        return Err(KernelError::Shape(format!(
+            "emline optimize: {nl} lines ({} in spectrum), model of {}, {} initials, {} bounds, \
+             {} fluxes and {} weights for {npix} pixels",
+            spec.restwave.len(),
+            model.free.len(),
+            initials.len(),
+            bounds.len(),
+            flux.len(),
+            weights.len()
+        )));
+    }
+    let patch_list: &[ContinuumPatch] = patches.map_or(&[], |p| p.patches);
+    if let Some(p) = patches {
+        if p.wave.len() != npix {
+            return Err(KernelError::Shape(format!(
+                "emline optimize: {} patch wavelengths for {npix} pixels",
+                p.wave.len()
+            )));
+        }
+        if let Some(bad) = p.patches.iter().find(|q| q.start > q.end || q.end > npix) {
+            return Err(KernelError::Shape(format!(
+                "emline optimize: patch range [{}, {}) outside {npix} pixels",
+                bad.start, bad.end
+            )));
+        }
+    }
+    let npatch = patch_list.len();
+    let mut mapping = ParamsMapping::new(
+        &model.free,
+        &model.tiedtoparam,
+        &model.tiedfactor,
+        &pt.doublet_idx,
+        &pt.doublet_src,
+    );
+    let nline_free = mapping.nfree();
+    let nfit = nline_free + 2 * npatch;
+
+    out.values.clear();
+    out.values.resize(np, 0.0);
+    out.obsamps.clear();
+    out.obsamps.resize(nl, 0.0);
+    out.slopes.clear();
+    out.slopes.extend(patch_list.iter().map(|p| p.slope));
+    out.intercepts.clear();
+    out.intercepts
+        .extend(patch_list.iter().map(|p| p.intercept));
+    out.status = None;
+    out.nfev = 0;
+
+    if nline_free > 0 {
+        ws.x.clear();
+        ws.lb.clear();
+        ws.ub.clear();
+        for p in (0..np).filter(|&p| model.free[p]) {
+            ws.x.push(initials[p]);
+            ws.lb.push(bounds[p].0);
+            ws.ub.push(bounds[p].1);
+        }
+        for q in patch_list {
+            ws.x.push(q.slope);
+            ws.lb.push(q.slope_bounds.0);
+            ws.ub.push(q.slope_bounds.1);
+        }
+        for q in patch_list {
+            ws.x.push(q.intercept);
+            ws.lb.push(q.intercept_bounds.0);
+            ws.ub.push(q.intercept_bounds.1);
+        }
+        // patch Jacobian columns (constant): (λ − pivot)·w and w
+        ws.patch_cols.clear();
+        ws.patch_offsets.clear();
+        if let Some(p) = patches {
+            for q in patch_list {
+                ws.patch_offsets.push(ws.patch_cols.len());
+                let (wv, w) = (&p.wave[q.start..q.end], &weights[q.start..q.end]);
+                ws.patch_cols
+                    .extend(wv.iter().zip(w).map(|(&l, &w)| (l - q.pivotwave) * w));
+            }
+            for q in patch_list {
+                ws.patch_offsets.push(ws.patch_cols.len());
+                ws.patch_cols.extend_from_slice(&weights[q.start..q.end]);
+            }
+        }
+        ws.full.resize(np, 0.0);
+        let opts = TrfOptions {
+            ftol: tol.ftol,
+            xtol: tol.xtol,
+            gtol: 1e-8,
+            max_nfev: Some(5000),
+            x_scale: XScale::Ones,
+            tr_solver: TrSolver::Lsmr(LsmrOptions {
+                maxiter: Some(1000),
+                regularize: true,
+                ..LsmrOptions::default()
+            }),
+        };
+        let mut problem = LineProblem {
+            spec,
+            mapping: &mut mapping,
+            flux,
+            weights,
+            wave: patches.map_or(&[][..], |p| p.wave),
+            patches: patch_list,
+            nline_free,
+            full: &mut ws.full,
+            model_ws: &mut ws.model_ws,
+            jac: RefCell::new(&mut ws.jac),
+            patch_cols: &ws.patch_cols,
+            patch_offsets: &ws.patch_offsets,
+            error: None,
+        };
+        let summary =
+            least_squares_operator(&mut problem, &mut ws.x, &ws.lb, &ws.ub, &opts, &mut ws.trf);
+        if let Some(e) = problem.error.take() {
+            return Err(e);
+        }
+        let summary = summary?;
+        out.status = Some(summary.status);
+        out.nfev = summary.nfev;
+        mapping.free_to_full(&ws.x[..nline_free], &mut out.values, false);
+        for (k, (s, i)) in out
+            .slopes
+            .iter_mut()
+            .zip(out.intercepts.iter_mut())
+            .enumerate()
+        {
+            *s = ws.x[nline_free + k];
+            *i = ws.x[nline_free + npatch + k];
+        }
+    }
+
+    // doublet ratios → amplitudes (from the unmodified values)
+    ws.amps.clear();
+    ws.amps.extend_from_slice(&out.values);
+    for (&t, &s) in pt.doublet_idx.iter().zip(&pt.doublet_src) {
+        ws.amps[t] = out.values[t] * out.values[s];
+    }
+    if nline_free > 0 {
+        peak_amplitudes(spec, &ws.amps, &mut out.obsamps, &mut ws.buf);
+    }
+    out.model.resize(npix, 0.0);
+    spec.model_clipped(&ws.amps, &mut out.model, &mut ws.model_ws)?;
+    out.pedestal.clear();
+    if let Some(p) = patches {
+        out.pedestal.resize(npix, 0.0);
+        for (k, q) in patch_list.iter().enumerate() {
+            let (s, i) = (out.slopes[k], out.intercepts[k]);
+            for (m, &l) in out.pedestal[q.start..q.end]
+                .iter_mut()
+                .zip(&p.wave[q.start..q.end])
+            {
+                *m += s * (l - q.pivotwave) + i;
+            }
+        }
+    }
+
+    out.nfree = nfit;
+    let ngood = weights.iter().filter(|&&w| w > 0.0).count();
+    out.dof = ngood as i64 - nfit as i64;
+    out.chi2 = if out.dof > 0 {
+        let mut acc = 0.0;
+        for i in 0..npix {
+            let m = out.model[i] + out.pedestal.get(i).copied().unwrap_or(0.0);
+            let r = (flux[i] - m) * weights[i];
+            acc += r * r;
+        }
+        acc / out.dof as f64
+    } else {
+        0.0
+    };
+    Ok(())
+}
+
+/// Per line, the maximum over all pixels/cameras of W·g (FastSpecFit's
+/// `find_peak_amplitudes`): the per-line product is formed in the same
+/// order as its `mulWMJ` with unit weights; maxima start at 0.
+fn peak_amplitudes(spec: &EmlineSpectrum, amps: &[f64], obsamps: &mut [f64], buf: &mut Vec<f64>) {
+    let nl = spec.restwave.len();
+    obsamps.iter_mut().for_each(|v| *v = 0.0);
+    for cam in &spec.cameras {
+        let n = cam.npix();
+        if buf.len() < n {
+            buf.resize(n, 0.0);
+        }
+        let nd = cam.w.ndiag;
+        let h = nd / 2;
+        for j in 0..nl {
+            let a = amps[j];
+            if a == 0.0 {
+                continue;
+            }
+            let (s, e) = line_profile(
+                spec.restwave[j],
+                a,
+                amps[nl + j],
+                amps[2 * nl + j],
+                &cam.logwave,
+                spec.z,
+                SIGMA_G,
+                buf,
+            );
+            if s == e {
+                continue;
+            }
+            let imin = s.saturating_sub(h);
+            let imax = (e + h).min(n);
+            let mut best = obsamps[j];
+            for i in imin..imax {
+                let kmin = i.saturating_sub(h).max(s);
+                let kmax = (i + h).min(e - 1);
+                let mut acc = 0.0;
+                for k in kmin..=kmax {
+                    acc += cam.rowdata[i * nd + k + h - i] * buf[k - s];
+                }
+                best = best.max(acc);
+            }
+            obsamps[j] = best;
+        }
+    }
+}
+
+/// The least-squares problem handed to the TRF kernel.
+struct LineProblem<'a> {
+    spec: &'a EmlineSpectrum,
+    mapping: &'a mut ParamsMapping,
+    flux: &'a [f64],
+    weights: &'a [f64],
+    wave: &'a [f64],
+    patches: &'a [ContinuumPatch],
+    nline_free: usize,
+    full: &'a mut Vec<f64>,
+    model_ws: &'a mut ModelWorkspace,
+    jac: RefCell<&'a mut EmlineJacobian>,
+    patch_cols: &'a [f64],
+    patch_offsets: &'a [usize],
+    /// First error met inside a callback (the trait cannot return one).
+    error: Option<KernelError>,
+}
+
+impl Problem for LineProblem<'_> {
+    fn n_residuals(&self) -> usize {
+        self.spec.npix
+    }
+
+    fn residuals(&mut self, x: &[f64], f: &mut [f64]) {
+        let nlf = self.nline_free;
+        self.mapping.free_to_full(&x[..nlf], self.full, true);
+        if let Err(e) = self.spec.model(self.full, f, self.model_ws) {
+            self.error.get_or_insert(e);
+            f.iter_mut().for_each(|v| *v = f64::NAN);
+            return;
+        }
+        let np = self.patches.len();
+        for (k, q) in self.patches.iter().enumerate() {
+            let (s, i) = (x[nlf + k], x[nlf + np + k]);
+            for (m, &l) in f[q.start..q.end].iter_mut().zip(&self.wave[q.start..q.end]) {
+                *m += s * (l - q.pivotwave) + i;
+            }
+        }
+        for ((r, &d), &w) in f.iter_mut().zip(self.flux).zip(self.weights) {
+            *r = (*r - d) * w;
+        }
+    }
+}
+
+impl OperatorJacobian for LineProblem<'_> {
+    fn update_jacobian(&mut self, x: &[f64]) {
+        let nlf = self.nline_free;
+        self.mapping.free_to_full(&x[..nlf], self.full, true);
+        let jac = self.jac.get_mut();
+        if let Err(e) = jac.evaluate(self.spec, self.mapping, &x[..nlf], self.full, self.weights) {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    fn matvec(&self, v: &[f64], out: &mut [f64]) {
+        let nlf = self.nline_free;
+        self.jac
+            .borrow_mut()
+            .matvec(self.spec, self.mapping, &v[..nlf], out);
+        let np = self.patches.len();
+        for (c, q) in self.patches.iter().enumerate() {
+            for (col, vk) in [(c, v[nlf + c]), (np + c, v[nlf + np + c])] {
+                let off = self.patch_offsets[col];
+                let vals = &self.patch_cols[off..off + (q.end - q.start)];
+                for (o, &a) in out[q.start..q.end].iter_mut().zip(vals) {
+                    *o += a * vk;
+                }
+            }
+        }
+    }
+
+    fn rmatvec(&self, u: &[f64], out: &mut [f64]) {
+        let nlf = self.nline_free;
+        self.jac
+            .borrow_mut()
+            .rmatvec(self.spec, self.mapping, u, &mut out[..nlf]);
+        let np = self.patches.len();
+        for (c, q) in self.patches.iter().enumerate() {
+            for col in [c, np + c] {
+                let off = self.patch_offsets[col];
+                let vals = &self.patch_cols[off..off + (q.end - q.start)];
+                out[nlf + col] = vals
+                    .iter()
+                    .zip(&u[q.start..q.end])
+                    .map(|(a, b)| a * b)
+                    .sum();
+            }
+        }
+    }
+}
