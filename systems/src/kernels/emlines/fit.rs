@@ -36,12 +36,25 @@
 //! ("binary search with guess") and interpolates on whatever segment that
 //! search lands on. This port reproduces that algorithm exactly
 //! ([`numpy_interp`]) rather than interpolating per camera or on a sorted
-//! copy, so that both real targets match FastSpecFit bit for bit in the
-//! interpolated pixels and in the initial amplitudes. (With DESI data the
+//! copy, so that both real targets match FastSpecFit in the interpolated
+//! pixels and the initial guesses (to 1e-9, the fixtures' precision). (With DESI data the
 //! bad pixels are the camera-edge pixels masked by the preprocessing, which
 //! lie exactly in the overlaps, so the choice matters.) Checked against
 //! `np.interp` 2.4.6 on synthetic folded grids and on both targets
 //! (`tests/fixtures/scripts/gen_linefit.py`).
+//!
+//! # Agreement with FastSpecFit (both real targets, `fit/tests.rs`)
+//! Data, bad pixels, initial guesses/bounds, the broad-test and final-pass
+//! logic (fed FastSpecFit's own fits): exact to the fixtures' precision.
+//! End to end through the optimiser: same broad/narrow and final-pass
+//! decisions and DELTA_*NDOF; narrow-only fit values ≤ 1.5e-4 (amplitudes)
+//! and 0.006 km/s on 80613; RCHI2_LINE 2.8e-5; DELTA_LINECHI2 1.1e-3;
+//! DELTA_KINECHI2 1.0e-2; preferred (relaxed) values ≤ 2.8e-3 / 1.55 km/s;
+//! MC refits ≤ 6.3e-2 / 8.9 km/s. The chi²-difference and MC gaps exceed
+//! FastSpecFit's own sensitivity to a 1e-10 perturbation of its input (the
+//! tests use that spread as a floor) and come from the optimiser path (same
+//! nfev, different stopping points of ill-conditioned fits), not from this
+//! module's logic.
 //!
 //! # Deviations from FastSpecFit
 //! * Missing `halpha` / `halpha_broad` lines in the table when the broad
@@ -404,8 +417,7 @@ pub fn emline_data(
             ));
         }
     }
-    let good: Vec<usize> = (0..n).filter(|&i| ivar[i] > clip).collect();
-    let bad: Vec<usize> = (0..n).filter(|&i| !(ivar[i] > clip)).collect();
+    let (good, bad): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| ivar[i] > clip);
     if !bad.is_empty() {
         let xp: Vec<f64> = good.iter().map(|&i| wave[i]).collect();
         let x: Vec<f64> = bad.iter().map(|&i| wave[i]).collect();
@@ -535,7 +547,7 @@ pub fn test_broad_model(
         if sigma > 0.0 && sigma < MIN_LINESIGMA {
             sigma = MIN_LINESIGMA;
         }
-        if !(sigma > 0.0) {
+        if sigma.is_nan() || sigma <= 0.0 {
             continue;
         }
         let zw = pt.restwave[l] * (1.0 + z);

@@ -564,7 +564,7 @@ fn broad_test_and_final_pass_logic_on_fastspecfit_fits() {
         kinematic_adoption("always", nbins, 1.0, 1, 2.0, 1),
         (true, 0.0, 0)
     );
-    assert_eq!(kinematic_adoption("never", nbins, 2.0, 1, 1.0, 9).0, false);
+    assert!(!kinematic_adoption("never", nbins, 2.0, 1, 1.0, 9).0);
 }
 
 fn build_models(pt: &ParamTable, c: &Constraints, t: &Target) -> (LineModel, LineModel) {
