@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod fit;
 pub mod guesses;
 pub mod jacobian;
 pub mod linemodel;
