@@ -618,18 +618,10 @@ fn draw_sed(
     let (ff, r) = (t.ff, t.row);
     let z = ff.num(r, "Z");
     let (xlo, xhi) = (0.1_f64, 35.0_f64);
-    let sed_pts: Vec<(f64, f64)> = t
+    let sed_pts = t
         .sed
         .as_ref()
-        .map(|s| {
-            s.wave
-                .iter()
-                .zip(&s.flam)
-                .filter(|(w, f)| **f > 0.0 && **w / 1e4 > xlo && **w / 1e4 < xhi)
-                .map(|(w, f)| (w / 1e4, flam_to_ab(*f, *w)))
-                .filter(|p| p.1.is_finite())
-                .collect()
-        })
+        .map(|s| binned_sed(s, xlo, xhi, 1500))
         .unwrap_or_default();
     let model_pts: Vec<(f64, f64)> = t
         .phot
@@ -642,7 +634,7 @@ fn draw_sed(
         .iter()
         .filter_map(|b| b.abmag().map(|m| (b, m)))
         .collect();
-    let mut mags: Vec<f64> = sed_pts.iter().map(|p| p.1).collect();
+    let mut mags: Vec<f64> = sed_pts.iter().map(|p| p.1).filter(|m| *m < 90.0).collect();
     mags.extend(model_pts.iter().map(|p| p.1));
     mags.extend(obs.iter().map(|(_, m)| m.0));
     let (mut bright, mut faint) = mags
@@ -704,12 +696,13 @@ fn draw_sed(
         .draw()
         .map_err(perr)?;
 
-    if !sed_pts.is_empty() {
+    for seg in segments(
+        sed_pts.len(),
+        |i| sed_pts[i].1 < faint,
+        |i| (sed_pts[i].0, -sed_pts[i].1),
+    ) {
         chart
-            .draw_series(LineSeries::new(
-                sed_pts.iter().map(|p| (p.0, -p.1)),
-                GREY.mix(0.9).stroke_width(2),
-            ))
+            .draw_series(LineSeries::new(seg, GREY.mix(0.9).stroke_width(2)))
             .map_err(perr)?;
     }
     // The DESI spectrum model (× aperture correction) per camera, and the DESI range bar.
@@ -748,17 +741,6 @@ fn draw_sed(
             )))
             .map_err(perr)?;
     }
-    chart
-        .draw_series(model_pts.iter().map(|p| {
-            Rectangle::new(
-                [
-                    (p.0 * 0.985, -p.1 + 0.12 * (faint - bright) / 10.0),
-                    (p.0 * 1.015, -p.1 - 0.12 * (faint - bright) / 10.0),
-                ],
-                BLACK.stroke_width(2),
-            )
-        }))
-        .map_err(perr)?;
     for (b, (m, err)) in &obs {
         let x = b.lambda_eff / 1e4;
         let fill = if b.fitted {
@@ -809,6 +791,13 @@ fn draw_sed(
             }
         }
     }
+    // Model photometry: open squares of fixed size, drawn over the data.
+    chart
+        .draw_series(model_pts.iter().map(|p| {
+            EmptyElement::at((p.0, -p.1))
+                + Rectangle::new([(-11, -11), (11, 11)], BLACK.stroke_width(2))
+        }))
+        .map_err(perr)?;
     // Legend and fitted values inside the panel.
     let pa = chart.plotting_area().strip_coord_spec();
     let (pw, ph) = pa.dim_in_pixel();
@@ -851,6 +840,32 @@ fn draw_sed(
         .map_err(perr)?;
     }
     Ok(())
+}
+
+/// The SED as (λ μm, AB mag), averaged in `nbin` logarithmic bins of observed wavelength over
+/// (`xlo`, `xhi`) μm (a cleaner line than the raw template grid at this scale).
+fn binned_sed(s: &Sed, xlo: f64, xhi: f64, nbin: usize) -> Vec<(f64, f64)> {
+    let (l0, l1) = (xlo.ln(), xhi.ln());
+    let mut acc = vec![(0.0_f64, 0.0_f64, 0usize); nbin];
+    for (w, f) in s.wave.iter().zip(&s.flam) {
+        let x = w / 1e4;
+        if !(x > xlo && x < xhi) || !f.is_finite() {
+            continue;
+        }
+        let k = (((x.ln() - l0) / (l1 - l0)) * nbin as f64) as usize;
+        let a = &mut acc[k.min(nbin - 1)];
+        a.0 += w;
+        a.1 += f;
+        a.2 += 1;
+    }
+    acc.into_iter()
+        .filter(|a| a.2 > 0)
+        .map(|(w, f, n)| {
+            let (w, f) = (w / n as f64, f / n as f64);
+            (w / 1e4, flam_to_ab(f, w))
+        })
+        .map(|(x, m)| (x, if m.is_finite() { m } else { 99.0 }))
+        .collect()
 }
 
 /// Robust σ of the residuals (IQR / 1.349) over good pixels.
@@ -1119,6 +1134,7 @@ fn draw_zooms(
             continue;
         }
         let mut chart = ChartBuilder::on(&panel)
+            .caption(g.label.clone(), (FONT, 15))
             .margin(4)
             .x_label_area_size(24)
             .y_label_area_size(44)

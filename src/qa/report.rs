@@ -286,8 +286,12 @@ th{background:#eee;cursor:pointer}td.l{text-align:left}img.thumb{display:block;w
 .hists{display:flex;flex-wrap:wrap;gap:12px}svg .t{font-size:13px;font-weight:bold}\
 svg .a{font-size:11px}svg text{font-family:sans-serif}ul.in{font-size:0.85em}";
 
-/// A tiny table sorter (click a header); no external script.
-const JS: &str = "document.querySelectorAll('table.targets th').forEach(function(th,i){\
+/// A tiny table sorter (click a header) and a check, on load, that every figure and thumbnail
+/// loaded (a missing one is reported on the browser console); no external script.
+const JS: &str = "window.addEventListener('load',function(){document.querySelectorAll('img')\
+.forEach(function(i){if(!i.complete||i.naturalWidth===0){\
+console.error('image failed to load: '+i.getAttribute('src'));}});});\
+document.querySelectorAll('table.targets th').forEach(function(th,i){\
 th.addEventListener('click',function(){var tb=th.closest('table').tBodies[0];\
 var rows=Array.prototype.slice.call(tb.rows);var asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';\
 rows.sort(function(a,b){var x=a.cells[i].textContent,y=b.cells[i].textContent;\
