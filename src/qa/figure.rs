@@ -775,11 +775,10 @@ fn draw_sed(
                     )))
                     .map_err(perr)?;
                 chart
-                    .draw_series(std::iter::once(TriangleMarker::new(
-                        (x, -(m + 0.75)),
-                        9,
-                        PHOT_COL.filled(),
-                    )))
+                    .draw_series(std::iter::once(
+                        EmptyElement::at((x, -(m + 0.75)))
+                            + Polygon::new(vec![(-9, -6), (9, -6), (0, 10)], PHOT_COL.filled()),
+                    ))
                     .map_err(perr)?;
                 chart
                     .draw_series(std::iter::once(Circle::new(

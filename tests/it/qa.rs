@@ -54,7 +54,10 @@ struct QaOut {
 fn qa_outputs() -> &'static QaOut {
     static OUT: OnceLock<QaOut> = OnceLock::new();
     OUT.get_or_init(|| {
-        let root = tempfile::tempdir().expect("tempdir").keep();
+        // Under the target directory (kept for inspection, replaced on every run).
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("qa-report");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
         let (a, b) = (root.join("qa80613"), root.join("qa27247"));
         let prof = root.join("profile.log");
         std::fs::write(&prof, profile_text()).unwrap();
@@ -376,4 +379,43 @@ fn qa_report_loads_in_headless_chromium() {
             chrome.display()
         );
     }
+}
+
+fn qa_args(files: &[PathBuf], outdir: &Path) -> fastspecfit::qa::QaArgs {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct W {
+        #[command(flatten)]
+        a: fastspecfit::qa::QaArgs,
+    }
+    let mut argv = vec!["qa".to_string()];
+    argv.extend(files.iter().map(|p| s(p)));
+    argv.extend(["-o".into(), s(outdir)]);
+    W::parse_from(argv).a
+}
+
+/// Without the Redrock inputs the fastspec figure is still drawn (with a notice) and the
+/// target is reported; a photometry YAML that does not match the file is refused up front.
+#[test]
+fn qa_missing_inputs_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = qa_args(&[reference("fastspec-80613.fits")], dir.path());
+    a.redux_dir = None;
+    let sum = fastspecfit::qa::run_qa(&a).unwrap();
+    assert_eq!(sum.missing_spectra, vec![39633345008634465]);
+    assert_eq!(sum.drawn, 1);
+    let (w, h, _) = read_png(&sum.pngs[0]);
+    assert_eq!((w, h), (2400, 1800));
+    // Second call: figure exists, nothing redrawn, report still written.
+    let sum = fastspecfit::qa::run_qa(&a).unwrap();
+    assert_eq!(sum.drawn, 0);
+    assert!(sum.report.is_file());
+
+    let mut a = qa_args(&[reference("fastphot-27247.fits")], dir.path());
+    a.redux_dir = None;
+    let err = fastspecfit::qa::run_qa(&a).unwrap_err().to_string();
+    assert!(
+        err.contains("FLUX_W1") && err.contains("--fphotofile"),
+        "{err}"
+    );
 }
