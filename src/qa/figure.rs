@@ -21,6 +21,10 @@ use fsf_systems::kernels::emlines::LineTable;
 use super::input::{flam_to_ab, nmgy_to_ab, FitFile, ObservedCamera, PhotBand, Sed, C_KMS};
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+/// (x, y) points of one curve.
+type Curve = Vec<(f64, f64)>;
+/// AB magnitude with (bright, faint) errors, or an upper limit.
+type AbMag = (f64, Option<(f64, f64)>);
 
 /// Width and height of a fastspec figure, pixels.
 pub const FASTSPEC_SIZE: (u32, u32) = (2400, 1800);
@@ -256,7 +260,7 @@ fn line_stats(t: &TargetQa<'_>, wmin: f64, wmax: f64) -> [(f64, f64, f64, f64); 
         let u = l.name.to_uppercase();
         let snr =
             t.ff.num(t.row, &format!("{u}_AMP")) * t.ff.num(t.row, &format!("{u}_AMP_IVAR")).sqrt();
-        if !(snr > 1.5) {
+        if snr.is_nan() || snr <= 1.5 {
             continue;
         }
         let sig = t.ff.num(t.row, &format!("{u}_SIGMA"));
@@ -418,7 +422,7 @@ fn draw_fastspec(root: &Area<'_>, t: &TargetQa<'_>) -> anyhow::Result<()> {
     if models.is_empty() {
         spec_area
             .draw(&Text::new(
-                "observed spectrum not found: give the Redrock file(s) or --redux_dir".to_string(),
+                "no observed spectrum (give --redrockfiles or --redux_dir) or no MODELS HDU".to_string(),
                 (40, 300),
                 style(28.0, &RED, TOP_LEFT),
             ))
@@ -539,7 +543,7 @@ fn line_flux_lines(t: &TargetQa<'_>) -> (Vec<String>, Vec<String>) {
         let mut ew = 0.0;
         for c in cols {
             let fi = ff.num(r, &format!("{c}_FLUX_IVAR"));
-            if !(fi > 0.0) {
+            if fi.is_nan() || fi <= 0.0 {
                 return None;
             }
             flux += ff.num(r, &format!("{c}_FLUX"));
@@ -629,7 +633,7 @@ fn draw_sed(
         .filter(|b| b.model > 0.0)
         .map(|b| (b.lambda_eff / 1e4, nmgy_to_ab(b.model)))
         .collect();
-    let obs: Vec<(&PhotBand, (f64, Option<(f64, f64)>))> = t
+    let obs: Vec<(&PhotBand, AbMag)> = t
         .phot
         .iter()
         .filter_map(|b| b.abmag().map(|m| (b, m)))
@@ -848,7 +852,7 @@ fn binned_sed(s: &Sed, xlo: f64, xhi: f64, nbin: usize) -> Vec<(f64, f64)> {
     let mut acc = vec![(0.0_f64, 0.0_f64, 0usize); nbin];
     for (w, f) in s.wave.iter().zip(&s.flam) {
         let x = w / 1e4;
-        if !(x > xlo && x < xhi) || !f.is_finite() {
+        if !(x > xlo && x < xhi && f.is_finite()) {
             continue;
         }
         let k = (((x.ln() - l0) / (l1 - l0)) * nbin as f64) as usize;
@@ -917,7 +921,7 @@ fn draw_spectrum(
             ymax = mmax * 1.25;
         }
     }
-    if !(ymax > ymin) {
+    if ymax.is_nan() || ymin.is_nan() || ymax <= ymin {
         (ymin, ymax) = (-1.0, 1.0);
     }
     let mut chart = ChartBuilder::on(area)
@@ -1078,7 +1082,7 @@ fn draw_zooms(
         let dw = (g.maxwave - g.minwave) / 2.0;
         let wmin = (g.minwave - dw) * (1.0 + z) - 5.0 * s * g.minwave * (1.0 + z);
         let wmax = (g.maxwave + dw) * (1.0 + z) + 5.0 * s * g.maxwave * (1.0 + z);
-        let mut series: Vec<(usize, Vec<(f64, f64)>, Vec<(f64, f64)>)> = Vec::new();
+        let mut series: Vec<(usize, Curve, Curve)> = Vec::new();
         let (mut ymin, mut ymax) = (f64::INFINITY, f64::NEG_INFINITY);
         for (ic, m) in models.iter().enumerate() {
             let idx: Vec<usize> = (0..m.cam.wave.len())
@@ -1115,7 +1119,7 @@ fn draw_zooms(
                 GREY.stroke_width(1),
             ))
             .map_err(perr)?;
-        if series.is_empty() || !(ymax > ymin) {
+        if series.is_empty() || ymax.is_nan() || ymin.is_nan() || ymax <= ymin {
             panel
                 .draw(&Text::new(
                     g.label.clone(),

@@ -72,7 +72,7 @@ impl Models {
     pub fn interp(&self, row: usize, k: usize, wave: f64) -> f64 {
         let m = self.model(row, k);
         let x = (wave - self.crval1) / self.cdelt1;
-        if !(x >= 0.0) || x > (self.npix - 1) as f64 {
+        if x.is_nan() || x < 0.0 || x > (self.npix - 1) as f64 {
             return 0.0;
         }
         let i = (x.floor() as usize).min(self.npix.saturating_sub(2));
@@ -435,7 +435,7 @@ impl PhotBand {
     /// when the band is not measured. The minimum uncertainty enters in quadrature, as in
     /// FastSpecFit's fit.
     pub fn abmag(&self) -> Option<(f64, Option<(f64, f64)>)> {
-        if !(self.ivar > 0.0) || !self.flux.is_finite() {
+        if self.ivar.is_nan() || self.ivar <= 0.0 || !self.flux.is_finite() {
             return None;
         }
         let sig0 = 1.0 / self.ivar.sqrt();
@@ -554,7 +554,7 @@ impl SedBuilder {
         }
         let z = ff.num(row, "Z");
         let tauv = ff.num(row, "TAUV");
-        if !(z > 0.0) || !tauv.is_finite() {
+        if z.is_nan() || z <= 0.0 || !tauv.is_finite() {
             return Ok(None);
         }
         let dlum = self
