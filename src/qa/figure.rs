@@ -422,7 +422,8 @@ fn draw_fastspec(root: &Area<'_>, t: &TargetQa<'_>) -> anyhow::Result<()> {
     if models.is_empty() {
         spec_area
             .draw(&Text::new(
-                "no observed spectrum (give --redrockfiles or --redux_dir) or no MODELS HDU".to_string(),
+                "no observed spectrum (give --redrockfiles or --redux_dir) or no MODELS HDU"
+                    .to_string(),
                 (40, 300),
                 style(28.0, &RED, TOP_LEFT),
             ))
