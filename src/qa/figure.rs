@@ -403,7 +403,7 @@ fn draw_fastspec(root: &Area<'_>, t: &TargetQa<'_>) -> anyhow::Result<()> {
         .map_err(perr)?;
     }
     text_box(root, 1600, 140, 760, &redshift_lines(t, true), 22.0)?;
-    text_box(root, 1600, 370, 760, &fit_quality_lines(t), 22.0)?;
+    text_box(root, 1600, 330, 760, &fit_quality_lines(t), 22.0)?;
 
     // Spectrum, residuals, zoom panels.
     let spec_area = root.clone().shrink((10, 590), (1540, 620));
@@ -1171,15 +1171,6 @@ fn draw_zooms(
                 .draw_series(LineSeries::new(model, MODEL_COL[ic % 3].stroke_width(2)))
                 .map_err(perr)?;
         }
-        chart
-            .plotting_area()
-            .strip_coord_spec()
-            .draw(&Text::new(
-                g.label.clone(),
-                (6, 4),
-                style(15.0, &BLACK, TOP_LEFT),
-            ))
-            .map_err(perr)?;
     }
     area.draw(&Text::new(
         "Observed-frame wavelength (Å); flux − continuum (10⁻¹⁷ erg s⁻¹ cm⁻² Å⁻¹)".to_string(),
