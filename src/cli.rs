@@ -27,6 +27,8 @@ pub enum Command {
     Simulate(crate::simulate::SimulateArgs),
     /// Compare two fastspec/fastphot catalogues column by column (matched on TARGETID).
     Compare(crate::compare::CompareArgs),
+    /// QA figures (one PNG per target) and a static HTML report (FastSpecFit's `fastqa`).
+    Qa(crate::qa::QaArgs),
 }
 
 /// Flags of the production driver (plus every `fastspec` flag).

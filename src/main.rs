@@ -103,6 +103,27 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Qa(a) => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .init();
+            match fastspecfit::qa::run_qa(a) {
+                Ok(s) => {
+                    eprintln!(
+                        "qa: {} figures ({} drawn); report {}",
+                        s.pngs.len(),
+                        s.drawn,
+                        s.report.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Production(p) => {
             let comm = Comm::init();
             let (profile, _trace) = init(&p.fit, comm.rank());

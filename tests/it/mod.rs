@@ -7,6 +7,7 @@ pub mod fuzz;
 pub mod metadata;
 pub mod prepare;
 pub mod production;
+pub mod qa;
 pub mod robust;
 pub mod seeds;
 pub mod selection;
