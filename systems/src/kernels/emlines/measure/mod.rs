@@ -339,25 +339,22 @@ fn ss_right(a: &[f64], v: f64) -> usize {
     a.partition_point(|&x| x <= v)
 }
 
-/// FastSpecFit's `centers2edges` widths (`np.diff` of the edges) of sorted centres.
+/// FastSpecFit's `centers2edges` widths (`np.diff` of the edges) of sorted centres: interior
+/// edges halfway between centres, the outer ones mirrored (c₀ − (c₁ − e₁)); needs ≥ 2 centres.
 fn bin_widths(c: &[f64], out: &mut Vec<f64>) {
     out.clear();
     let n = c.len();
-    if n == 0 {
+    if n < 2 {
         return;
     }
-    if n == 1 {
-        // centers2edges of one centre: edges c ± 0.5 (unit width)
-        out.push(1.0);
-        return;
-    }
+    let mid = |k: usize| 0.5 * (c[k - 1] + c[k]);
     let edge = |k: usize| -> f64 {
         if k == 0 {
-            c[0] - (c[1] - c[0]) / 2.0
+            c[0] - (c[1] - mid(1))
         } else if k == n {
-            c[n - 1] + (c[n - 1] - c[n - 2]) / 2.0
+            c[n - 1] + (c[n - 1] - mid(n - 1))
         } else {
-            0.5 * (c[k - 1] + c[k])
+            mid(k)
         }
     };
     let mut prev = edge(0);
@@ -579,6 +576,7 @@ fn check_len(what: &str, got: usize, want: usize) -> Result<(), KernelError> {
 /// # Errors
 /// [`KernelError::Shape`] on inconsistent lengths; [`KernelError::Domain`] for an empty
 /// spectrum or non-finite wavelengths.
+#[allow(clippy::needless_range_loop)] // parallel per-line / per-parameter arrays
 pub fn measure_lines(
     inp: &MeasureInputs<'_>,
     ws: &mut MeasureWorkspace,
@@ -1038,7 +1036,7 @@ pub fn output_grid(coadd_wave: &[f64]) -> Result<(f64, f64, usize), KernelError>
     let minwave = (lo * 1000.0).floor() / 1000.0;
     let maxwave = (hi * 1000.0).floor() / 1000.0;
     let dwave = ((coadd_wave[1] - coadd_wave[0]) * 1000.0).round_ties_even() / 1000.0;
-    if !(dwave > 0.0) || !minwave.is_finite() || !maxwave.is_finite() {
+    if dwave.is_nan() || dwave <= 0.0 || !minwave.is_finite() || !maxwave.is_finite() {
         return Err(KernelError::Domain(format!(
             "output grid: step {dwave} from {lo} to {hi}"
         )));
