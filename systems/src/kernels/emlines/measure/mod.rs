@@ -79,9 +79,9 @@ pub const NMINPIX: usize = 7;
 pub const NSIGMA: f64 = 3.0;
 /// Half-width of the moment window in units of w.
 pub const MOMENT_NSIGMA: f64 = 5.0;
-/// Default σ [km/s] of a dropped (σ = 0) narrow or UV line, for the windows.
+/// Default σ (km/s) of a dropped (σ = 0) narrow or UV line, for the windows.
 pub const LIMITSIGMA_NARROW: f64 = 75.0;
-/// Default σ [km/s] of a dropped broad Balmer line, for the windows.
+/// Default σ (km/s) of a dropped broad Balmer line, for the windows.
 pub const LIMITSIGMA_BROAD: f64 = 1200.0;
 /// Largest float32; IVARs at or above it are not written.
 pub const F32MAX: f64 = f32::MAX as f64;
@@ -142,7 +142,7 @@ pub struct MeasureInputs<'a> {
     pub values: &'a [f64],
     /// Preferred fit: observed amplitudes per line (`nlines`).
     pub obsamps: &'a [f64],
-    /// Hstacked wavelengths [Å] (not monotonic at camera overlaps).
+    /// Hstacked wavelengths (Å) (not monotonic at camera overlaps).
     pub emlinewave: &'a [f64],
     /// Line residual (bad pixels interpolated, §5.4).
     pub emlineflux: &'a [f64],
@@ -175,11 +175,11 @@ pub struct LineColumns {
     pub boxflux: f32,
     /// MC ivar of `boxflux`.
     pub boxflux_ivar: f32,
-    /// Velocity shift [km/s].
+    /// Velocity shift (km/s).
     pub vshift: f32,
     /// MC ivar of `vshift`.
     pub vshift_ivar: f32,
-    /// Width σ [km/s].
+    /// Width σ (km/s).
     pub sigma: f32,
     /// MC ivar of `sigma`.
     pub sigma_ivar: f32,
@@ -187,7 +187,7 @@ pub struct LineColumns {
     pub cont: f32,
     /// MC ivar of `cont` (possibly stale, see the module docs).
     pub cont_ivar: f32,
-    /// Rest-frame equivalent width [Å].
+    /// Rest-frame equivalent width (Å).
     pub ew: f32,
     /// MC ivar of `ew`.
     pub ew_ivar: f32,
@@ -945,7 +945,7 @@ pub struct FinalInputs<'a> {
     pub spectrum: &'a EmlineSpectrum,
     /// The columns written by [`measure_lines`].
     pub measured: &'a LineMeasurements,
-    /// Hstacked wavelengths [Å].
+    /// Hstacked wavelengths (Å).
     pub emlinewave: &'a [f64],
     /// Hstacked dereddened flux.
     pub specflux: &'a [f64],
@@ -969,9 +969,9 @@ pub struct FinalInputs<'a> {
 /// The MODELS rows of one object (FastSpecFit's `build_coadded_models`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelRows {
-    /// Wavelength of pixel 0 (CRVAL1) [Å].
+    /// Wavelength of pixel 0 (CRVAL1) (Å).
     pub crval1: f64,
-    /// Pixel size (CDELT1) [Å].
+    /// Pixel size (CDELT1) (Å).
     pub cdelt1: f64,
     /// CONTINUUM row.
     pub continuum: Vec<f32>,
@@ -990,7 +990,7 @@ pub struct FinalModel {
     pub rchi2: f64,
     /// MODELS rows.
     pub models: ModelRows,
-    /// FLUX_SYNTH_SPECMODEL_* [nanomaggies], filter order.
+    /// FLUX_SYNTH_SPECMODEL_* (nanomaggies), filter order.
     pub flux_synth_specmodel: Vec<f64>,
     /// DN4000 of the line-subtracted coadd (0 unless `dn4000_ivar > 0`).
     pub dn4000: f64,
