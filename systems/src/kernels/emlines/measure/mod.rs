@@ -54,6 +54,12 @@
 //! rows are `np.interp` of the wavelength-sorted hstacked arrays onto
 //! λ_min + Δ·k (λ_min = ⌊1000·min⌋/1000 of the coadd grid, Δ = its first step rounded to
 //! 10⁻³ Å), cast to float32.
+//!
+//! # Tests
+//! `tests.rs` feeds the inputs FastSpecFit's own `populate_emtable` / `build_coadded_models`
+//! received on the two real targets (captured by `tests/fixtures/scripts/gen_measure.py`,
+//! run with 10 Monte Carlo realisations to keep the fixtures small) and compares every
+//! column; they agree bit for bit in float32, the final model to ~1e-8.
 
 use super::linemodel::LineModel;
 use super::params::{ParamTable, ParamType};
@@ -73,9 +79,9 @@ pub const NMINPIX: usize = 7;
 pub const NSIGMA: f64 = 3.0;
 /// Half-width of the moment window in units of w.
 pub const MOMENT_NSIGMA: f64 = 5.0;
-/// Default σ [km/s] of a dropped (σ = 0) narrow or UV line, for the windows.
+/// Default σ (km/s) of a dropped (σ = 0) narrow or UV line, for the windows.
 pub const LIMITSIGMA_NARROW: f64 = 75.0;
-/// Default σ [km/s] of a dropped broad Balmer line, for the windows.
+/// Default σ (km/s) of a dropped broad Balmer line, for the windows.
 pub const LIMITSIGMA_BROAD: f64 = 1200.0;
 /// Largest float32; IVARs at or above it are not written.
 pub const F32MAX: f64 = f32::MAX as f64;
@@ -113,7 +119,7 @@ pub struct MonteInputs<'a> {
     /// Observed (peak, resolution-convolved) amplitudes, `nmonte × nlines`.
     pub obsamps: &'a [f64],
     /// Line residual spectra `specflux_mc − continuum(_mc) − smooth`, hstacked order,
-    /// `nmonte × npix`.
+    /// `nmonte × npix` (*without* the bad-pixel interpolation of §5.4, as FastSpecFit).
     pub emlineflux: &'a [f64],
     /// `specflux_mc − line model_mc`, hstacked order, `nmonte × npix`.
     pub specflux_nolines: &'a [f64],
@@ -136,7 +142,7 @@ pub struct MeasureInputs<'a> {
     pub values: &'a [f64],
     /// Preferred fit: observed amplitudes per line (`nlines`).
     pub obsamps: &'a [f64],
-    /// Hstacked wavelengths [Å] (not monotonic at camera overlaps).
+    /// Hstacked wavelengths (Å) (not monotonic at camera overlaps).
     pub emlinewave: &'a [f64],
     /// Line residual (bad pixels interpolated, §5.4).
     pub emlineflux: &'a [f64],
@@ -169,11 +175,11 @@ pub struct LineColumns {
     pub boxflux: f32,
     /// MC ivar of `boxflux`.
     pub boxflux_ivar: f32,
-    /// Velocity shift [km/s].
+    /// Velocity shift (km/s).
     pub vshift: f32,
     /// MC ivar of `vshift`.
     pub vshift_ivar: f32,
-    /// Width σ [km/s].
+    /// Width σ (km/s).
     pub sigma: f32,
     /// MC ivar of `sigma`.
     pub sigma_ivar: f32,
@@ -181,7 +187,7 @@ pub struct LineColumns {
     pub cont: f32,
     /// MC ivar of `cont` (possibly stale, see the module docs).
     pub cont_ivar: f32,
-    /// Rest-frame equivalent width [Å].
+    /// Rest-frame equivalent width (Å).
     pub ew: f32,
     /// MC ivar of `ew`.
     pub ew_ivar: f32,
@@ -339,25 +345,22 @@ fn ss_right(a: &[f64], v: f64) -> usize {
     a.partition_point(|&x| x <= v)
 }
 
-/// FastSpecFit's `centers2edges` widths (`np.diff` of the edges) of sorted centres.
+/// FastSpecFit's `centers2edges` widths (`np.diff` of the edges) of sorted centres: interior
+/// edges halfway between centres, the outer ones mirrored (c₀ − (c₁ − e₁)); needs ≥ 2 centres.
 fn bin_widths(c: &[f64], out: &mut Vec<f64>) {
     out.clear();
     let n = c.len();
-    if n == 0 {
+    if n < 2 {
         return;
     }
-    if n == 1 {
-        // centers2edges of one centre: edges c ± 0.5 (unit width)
-        out.push(1.0);
-        return;
-    }
+    let mid = |k: usize| 0.5 * (c[k - 1] + c[k]);
     let edge = |k: usize| -> f64 {
         if k == 0 {
-            c[0] - (c[1] - c[0]) / 2.0
+            c[0] - (c[1] - mid(1))
         } else if k == n {
-            c[n - 1] + (c[n - 1] - c[n - 2]) / 2.0
+            c[n - 1] + (c[n - 1] - mid(n - 1))
         } else {
-            0.5 * (c[k - 1] + c[k])
+            mid(k)
         }
     };
     let mut prev = edge(0);
@@ -579,6 +582,7 @@ fn check_len(what: &str, got: usize, want: usize) -> Result<(), KernelError> {
 /// # Errors
 /// [`KernelError::Shape`] on inconsistent lengths; [`KernelError::Domain`] for an empty
 /// spectrum or non-finite wavelengths.
+#[allow(clippy::needless_range_loop)] // parallel per-line / per-parameter arrays
 pub fn measure_lines(
     inp: &MeasureInputs<'_>,
     ws: &mut MeasureWorkspace,
@@ -941,7 +945,7 @@ pub struct FinalInputs<'a> {
     pub spectrum: &'a EmlineSpectrum,
     /// The columns written by [`measure_lines`].
     pub measured: &'a LineMeasurements,
-    /// Hstacked wavelengths [Å].
+    /// Hstacked wavelengths (Å).
     pub emlinewave: &'a [f64],
     /// Hstacked dereddened flux.
     pub specflux: &'a [f64],
@@ -965,9 +969,9 @@ pub struct FinalInputs<'a> {
 /// The MODELS rows of one object (FastSpecFit's `build_coadded_models`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelRows {
-    /// Wavelength of pixel 0 (CRVAL1) [Å].
+    /// Wavelength of pixel 0 (CRVAL1) (Å).
     pub crval1: f64,
-    /// Pixel size (CDELT1) [Å].
+    /// Pixel size (CDELT1) (Å).
     pub cdelt1: f64,
     /// CONTINUUM row.
     pub continuum: Vec<f32>,
@@ -986,7 +990,7 @@ pub struct FinalModel {
     pub rchi2: f64,
     /// MODELS rows.
     pub models: ModelRows,
-    /// FLUX_SYNTH_SPECMODEL_* [nanomaggies], filter order.
+    /// FLUX_SYNTH_SPECMODEL_* (nanomaggies), filter order.
     pub flux_synth_specmodel: Vec<f64>,
     /// DN4000 of the line-subtracted coadd (0 unless `dn4000_ivar > 0`).
     pub dn4000: f64,
@@ -1038,7 +1042,7 @@ pub fn output_grid(coadd_wave: &[f64]) -> Result<(f64, f64, usize), KernelError>
     let minwave = (lo * 1000.0).floor() / 1000.0;
     let maxwave = (hi * 1000.0).floor() / 1000.0;
     let dwave = ((coadd_wave[1] - coadd_wave[0]) * 1000.0).round_ties_even() / 1000.0;
-    if !(dwave > 0.0) || !minwave.is_finite() || !maxwave.is_finite() {
+    if dwave.is_nan() || dwave <= 0.0 || !minwave.is_finite() || !maxwave.is_finite() {
         return Err(KernelError::Domain(format!(
             "output grid: step {dwave} from {lo} to {hi}"
         )));
