@@ -547,6 +547,7 @@ impl Engine {
                 (
                     passes::fastspec::CameraLineMasks::default(),
                     passes::fastspec::SpectralContinuum::default(),
+                    passes::fastspec::LineFitState::default(),
                 ),
             ));
         }

@@ -20,7 +20,17 @@ use crate::kernels::continuum::{
     fit_fastspec, FastspecInputs, FastspecResult, FastspecTemplates, FastspecWorkspace,
 };
 use crate::kernels::cosmology::Cosmology;
+use crate::kernels::emlines::fit::{
+    emline_specfit, emline_spectrum, LineFitCamera, LineFitInput, LineFitOptions, LineFitResult,
+    MaskerOutputs, MonteCarloInput,
+};
+use crate::kernels::emlines::measure::{
+    dn4000_observed, final_model, measure_lines, FinalInputs, MeasureInputs, MeasureWorkspace,
+    MonteInputs,
+};
+use crate::kernels::emlines::optimize::OptimizeWorkspace;
 use crate::kernels::emlines::table::{Constraints, LineTable};
+use crate::kernels::emlines::{InitialKinematics, ParamTable};
 use crate::kernels::filters::{load_filter, FilterCurve};
 use crate::kernels::igm::Inoue14;
 use crate::kernels::vdisp::{PreCache, VdispGrid};
@@ -39,6 +49,7 @@ pub struct EmlineSetup {
 pub fn register(schedule: &mut Schedule) {
     schedule.add_systems(record_snr.in_set(FitSystems::Finalize));
     schedule.add_systems(fit_continuum_fastspec.in_set(FitSystems::Continuum));
+    schedule.add_systems(fit_lines.in_set(FitSystems::Lines));
 }
 
 /// System: SNR_{B,R,Z} of every prepared target into its FASTSPEC values.
@@ -70,12 +81,18 @@ pub fn record_snr(
 }
 
 /// The emission-line mask of a target's cameras (SPEC §2.5), consumed by the continuum fit.
-#[derive(Component, Debug, Clone, Default, PartialEq)]
+#[derive(Component, Debug, Clone, PartialEq, Default)]
 pub struct CameraLineMasks {
     /// Whether the mask was built.
     pub built: bool,
     /// Per kept camera: true where a pixel is affected by an emission line.
     pub masks: Vec<Vec<bool>>,
+    /// Initial line kinematics per class (INIT_SIGMA_* / INIT_VSHIFT_*).
+    pub kin: InitialKinematics,
+    /// Some in-range patch holds a strong broad Balmer line (INIT_BALMER_BROAD).
+    pub balmerbroad: bool,
+    /// (line index in the table, coadd-grid pixels), in the masker's key order.
+    pub coadd_linepix: Vec<(usize, Vec<usize>)>,
 }
 
 /// The spectroscopic products of the fastspec continuum fit that later systems read (line
@@ -359,6 +376,313 @@ pub fn fit_continuum_fastspec(
                         ..Default::default()
                     };
                     status.flag(FLAG_CONTINUUM, format!("continuum fit: {e}"));
+                }
+            }
+        },
+    );
+}
+
+/// The line fit of a target (SPEC §5.4–§5.6), kept for the measurements.
+#[derive(Component, Debug, Clone, Default)]
+pub struct LineFitState(pub Option<Box<LineFitResult>>);
+
+/// FitStatus bit of a failed emission-line fit or measurement.
+pub const FLAG_LINES: u32 = 1 << 9;
+
+/// Hstacked wave/flux/ivar of the prepared cameras.
+fn hstack(prep: &PreparedSpectrum) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let n = prep.camerapix.last().map_or(0, |r| r.1);
+    let (mut w, mut f, mut i) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for c in &prep.cameras {
+        w.extend_from_slice(&c.wave_ang);
+        f.extend_from_slice(&c.flux);
+        i.extend_from_slice(&c.ivar);
+    }
+    (w, f, i)
+}
+
+/// Run-level inputs of the line fit.
+struct LineShared<'a> {
+    opts: &'a FitOptions,
+    setup: &'a EmlineSetup,
+    pt: &'a ParamTable,
+    schema: &'a FastspecSchema,
+    synth: &'a HashMap<String, Vec<FilterCurve>>,
+    setup_synth_bands: &'a [String],
+}
+
+#[derive(Default)]
+struct LineWork {
+    opt: OptimizeWorkspace,
+    meas: MeasureWorkspace,
+}
+
+/// Fit and measure the lines of one target; fills `sf` (FASTSPEC values, SPECPHOT
+/// spectroscopic scalars, MODELS).
+#[allow(clippy::too_many_arguments)]
+fn lines_one(
+    sh: &LineShared<'_>,
+    z: f64,
+    photsys: &str,
+    prep: &PreparedSpectrum,
+    lm: &CameraLineMasks,
+    cont: &FastspecResult,
+    ws: &mut LineWork,
+    sf: &mut SpectralFit,
+) -> Result<LineFitResult, KernelError> {
+    let (wave, flux, ivar) = hstack(prep);
+    let cams: Vec<LineFitCamera<'_>> = prep
+        .cameras
+        .iter()
+        .zip(&prep.camerapix)
+        .map(|(c, &(start, end))| LineFitCamera {
+            start,
+            end,
+            res_deconv: &c.res_deconv,
+        })
+        .collect();
+    let input = LineFitInput {
+        z,
+        wave: &wave,
+        flux: &flux,
+        ivar: &ivar,
+        continuum: &cont.continuummodel,
+        smooth: &cont.smoothcontinuum,
+        cameras: &cams,
+        coadd_wave: &prep.coadd_wave,
+        masker: MaskerOutputs {
+            kin: lm.kin,
+            balmerbroad: lm.balmerbroad,
+            coadd_linepix: &lm.coadd_linepix,
+        },
+    };
+    let nmonte = cont.specflux_mc.len();
+    let flat = |v: &[Vec<f64>]| -> Vec<f64> { v.iter().flatten().copied().collect() };
+    let spec_mc = flat(&cont.specflux_mc);
+    let cont_mc = flat(&cont.continuummodel_mc);
+    let mc = (nmonte > 0).then(|| MonteCarloInput {
+        specflux: &spec_mc,
+        continuum: (cont.continuummodel_mc.len() == nmonte).then_some(cont_mc.as_slice()),
+    });
+    let lopts = LineFitOptions {
+        broadlinefit: sh.opts.broadlinefit,
+        minsnr_balmer_broad: sh.opts.minsnr_balmer_broad,
+        ..LineFitOptions::default()
+    };
+    let r = emline_specfit(
+        sh.pt,
+        &sh.setup.constraints,
+        &input,
+        mc,
+        &lopts,
+        &mut ws.opt,
+    )?;
+
+    // Per-line measurements (§5.7).
+    let np = sh.pt.nparams();
+    let nl = sh.pt.nlines();
+    let mcv: Vec<f64> = r.mc.iter().flat_map(|m| m.values.iter().copied()).collect();
+    let mco: Vec<f64> =
+        r.mc.iter()
+            .flat_map(|m| m.obsamps.iter().copied())
+            .collect();
+    let mcf: Vec<f64> =
+        r.mc.iter()
+            .flat_map(|m| m.emlineflux.iter().copied())
+            .collect();
+    let mcn: Vec<f64> =
+        r.mc.iter()
+            .flat_map(|m| m.specflux_nolines.iter().copied())
+            .collect();
+    let monte = (!r.mc.is_empty() && mcv.len() == r.mc.len() * np && mco.len() == r.mc.len() * nl)
+        .then(|| MonteInputs {
+            nmonte: r.mc.len(),
+            values: &mcv,
+            obsamps: &mco,
+            emlineflux: &mcf,
+            specflux_nolines: &mcn,
+        });
+    let measured = measure_lines(
+        &MeasureInputs {
+            params: sh.pt,
+            model: &r.linemodel,
+            in_range: &r.in_range,
+            moments: &sh.setup.constraints.moments,
+            z,
+            values: &r.fit.values,
+            obsamps: &r.fit.obsamps,
+            emlinewave: &wave,
+            emlineflux: &r.emlineflux,
+            emlineivar: &r.emlineivar,
+            oemlineivar: &ivar,
+            model_pref: &r.fit.model,
+            specflux_nolines: &r.specflux_nolines,
+            monte,
+        },
+        &mut ws.meas,
+    )?;
+    let (dn_obs, dn_ivar) = dn4000_observed(&wave, &flux, &ivar, z, &mut ws.meas);
+    let spectrum = emline_spectrum(sh.pt, z, &wave, &cams)?;
+    let synth = sh.synth.get(photsys).map(Vec::as_slice).unwrap_or(&[]);
+    let fm = final_model(
+        &FinalInputs {
+            params: sh.pt,
+            spectrum: &spectrum,
+            measured: &measured,
+            emlinewave: &wave,
+            specflux: &flux,
+            oemlineivar: &ivar,
+            continuum: &cont.continuummodel,
+            smooth: &cont.smoothcontinuum,
+            coadd_wave: &prep.coadd_wave,
+            coadd_flux: &prep.coadd_flux,
+            synth_filters: synth,
+            dn4000_ivar: dn_ivar,
+        },
+        &mut ws.meas,
+    )?;
+
+    // FASTSPEC values.
+    let sc = sh.schema;
+    let n = sc.len();
+    let mut set = |name: &str, v: f64| {
+        if let Some(i) = sc.index(name) {
+            sf.set(n, i, v);
+        }
+    };
+    for (k, cam) in prep.cameras.iter().enumerate() {
+        if let Some(&v) = cont.smoothcorr.get(k) {
+            set(&format!("SMOOTHCORR_{}", cam.name.to_uppercase()), v);
+        }
+    }
+    set("APERCORR", cont.apercorr);
+    for (k, b) in sh.synth_bands_upper().iter().enumerate() {
+        if let Some(&v) = cont.apercorrs.get(k) {
+            set(&format!("APERCORR_{b}"), v);
+        }
+    }
+    set("INIT_SIGMA_UV", lm.kin.sigma_broad);
+    set("INIT_SIGMA_NARROW", lm.kin.sigma_narrow);
+    set("INIT_SIGMA_BALMER", lm.kin.sigma_balmer_broad);
+    set("INIT_VSHIFT_UV", lm.kin.vshift_broad);
+    set("INIT_VSHIFT_NARROW", lm.kin.vshift_narrow);
+    set("INIT_VSHIFT_BALMER", lm.kin.vshift_balmer_broad);
+    set("INIT_BALMER_BROAD", f64::from(u8::from(lm.balmerbroad)));
+    set("DELTA_LINECHI2", r.delta_linechi2);
+    set("DELTA_LINENDOF", r.delta_linendof as f64);
+    set("DELTA_KINECHI2", r.delta_kinechi2);
+    set("DELTA_KINENDOF", r.delta_kinendof as f64);
+    for rc in &measured.ratios {
+        set(&rc.name, f64::from(rc.value));
+        set(&format!("{}_IVAR", rc.name), f64::from(rc.ivar));
+    }
+    for mcol in &measured.moments {
+        let label = mcol.label.to_uppercase();
+        for k in 0..3 {
+            set(
+                &format!("{label}_MOMENT{}", k + 1),
+                f64::from(mcol.moments[k]),
+            );
+            set(
+                &format!("{label}_MOMENT{}_IVAR", k + 1),
+                f64::from(mcol.ivar[k]),
+            );
+        }
+    }
+    for (j, lc) in measured.lines.iter().enumerate() {
+        if j >= sc.lines.len() {
+            break;
+        }
+        for (s, v) in lc.values().iter().enumerate() {
+            sf.set(n, sc.line_column(j, s), *v);
+        }
+    }
+    sf.rchi2 = fm.rchi2;
+    sf.rchi2_line = r.fit.chi2;
+    sf.dn4000 = fm.dn4000;
+    sf.dn4000_obs = dn_obs;
+    sf.dn4000_ivar = dn_ivar;
+    sf.flux_synth_specmodel_nmgy = fm.flux_synth_specmodel;
+    sf.models_wave0 = fm.models.crval1;
+    sf.models_dwave = fm.models.cdelt1;
+    sf.models = [fm.models.continuum, fm.models.smooth, fm.models.emline];
+    sf.fitted = true;
+    Ok(r)
+}
+
+impl LineShared<'_> {
+    fn synth_bands_upper(&self) -> Vec<String> {
+        self.setup_synth_bands
+            .iter()
+            .map(|b| b.to_uppercase())
+            .collect()
+    }
+}
+
+/// System: the emission-line fit and per-line measurements of every target whose continuum
+/// was fitted (SPEC §5); fills [`SpectralFit`] (FASTSPEC values, RCHI2*, DN4000*,
+/// FLUX_SYNTH_SPECMODEL_*, MODELS) or flags the target (FLAG_LINES).
+#[allow(clippy::type_complexity)]
+pub fn fit_lines(
+    opts: Res<FitOptions>,
+    setup: Option<Res<EmlineSetup>>,
+    schema: Option<Res<FastspecSchema>>,
+    synth: Option<Res<SynthPhotometry>>,
+    mut q: Query<(
+        &Target,
+        &Redshift,
+        &ObservedPhotometry,
+        &PreparedSpectrum,
+        &CameraLineMasks,
+        &SpectralContinuum,
+        &mut FitStatus,
+        &mut SpectralFit,
+        &mut LineFitState,
+    )>,
+) {
+    if opts.program != Program::Fastspec {
+        return;
+    }
+    let _span = tracing::info_span!("fit_lines").entered();
+    let (Some(setup), Some(schema), Some(synth)) = (setup, schema, synth) else {
+        tracing::error!("fastspec: line-fit resources missing; no line fitted");
+        return;
+    };
+    let pt = ParamTable::new(&setup.table, &setup.constraints, false);
+    let mut synth_curves: HashMap<String, Vec<FilterCurve>> = HashMap::new();
+    for (photsys, names) in &synth.filters {
+        if let Ok(c) = names
+            .iter()
+            .map(|n| load_filter(n))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            synth_curves.insert(photsys.clone(), c);
+        }
+    }
+    let sh = LineShared {
+        opts: &opts,
+        setup: &setup,
+        pt: &pt,
+        schema: &schema,
+        synth: &synth_curves,
+        setup_synth_bands: &synth.bands,
+    };
+    q.par_iter_mut().for_each_init(
+        LineWork::default,
+        |ws, (target, z, phot, prep, lm, cont, mut status, mut sf, mut state)| {
+            let Some(c) = cont.0.as_ref() else { return };
+            if !status.ok() {
+                return;
+            }
+            match lines_one(&sh, z.z, &phot.photsys, prep, lm, c, ws, &mut sf) {
+                Ok(r) => state.0 = Some(Box::new(r)),
+                Err(e) => {
+                    tracing::warn!(targetid = target.targetid, "emission-line fit failed: {e}");
+                    status.flag(FLAG_LINES, format!("line fit: {e}"));
                 }
             }
         },
