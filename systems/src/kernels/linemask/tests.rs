@@ -126,3 +126,76 @@ fn linemask_80613_matches_fastspecfit() {
 fn linemask_27247_matches_fastspecfit() {
     check("27247");
 }
+
+/// Patch bookkeeping of `linepix_and_contpix` on a synthetic grid: a patch whose lines have no
+/// unmasked pixel is dropped; consecutive patches sharing > 11 pixels merge in one pass, and a
+/// patch merged with its predecessor is not merged again with its successor (no chains).
+#[test]
+fn patches_drop_and_merge_without_chains() {
+    let wave: Vec<f64> = (0..1500).map(|i| 4000.0 + i as f64).collect();
+    let mut ivar = vec![1.0; wave.len()];
+    // the region of line D is fully masked
+    for (w, iv) in wave.iter().zip(ivar.iter_mut()) {
+        if (5100.0..5300.0).contains(w) {
+            *iv = 0.0;
+        }
+    }
+    let mk = |name: &'static str, restwave: f64| PixLine {
+        name,
+        restwave,
+        sigma: 600.0,
+        vshift: 0.0,
+    };
+    let lines = [
+        mk("a", 4300.0),
+        mk("b", 4330.0),
+        mk("c", 4360.0),
+        mk("d", 5200.0),
+    ];
+    let patch = |id: &str, l: usize| PatchLines {
+        id: id.into(),
+        lines: vec![l],
+    };
+    let two = [patch("p2", 1), patch("p3", 2)];
+    let r = linepix_and_contpix(&wave, &ivar, &lines, 0.0, 5.0, Some(&two), None).expect("two");
+    assert_eq!(
+        r.merged,
+        vec![("p2p3".to_string(), ["p2".into(), "p3".into()])]
+    );
+
+    let all = [
+        patch("p1", 0),
+        patch("p2", 1),
+        patch("p3", 2),
+        patch("p4", 3),
+    ];
+    let r = linepix_and_contpix(&wave, &ivar, &lines, 0.0, 5.0, Some(&all), None).expect("all");
+    assert_eq!(r.dropped, vec!["p4".to_string()]);
+    assert_eq!(
+        r.merged,
+        vec![("p1p2".to_string(), ["p1".into(), "p2".into()])]
+    );
+    let ids: Vec<&str> = r.patch_contpix.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["p3", "p1p2"]);
+    // lines of a patch share its continuum pixels; the patch set spans its line pixels
+    let (_, set) = &r.patch_contpix[1];
+    for l in [0, 1] {
+        let lp = r.linepix[l].as_ref().expect("line pixels");
+        assert!(set[0] <= lp[0] && *set.last().expect("set") >= lp[lp.len() - 1]);
+        assert!(r.contpix[l].as_ref().expect("contpix").len() >= MIN_CONT_PIX);
+    }
+    assert!(r.linepix[3].is_none() && r.contpix[3].is_none());
+}
+
+/// Per-camera mapping: coadd pixels outside a camera's [min, max] are skipped, the rest are
+/// found by left binary search.
+#[test]
+fn camera_mapping_by_left_search() {
+    let coadd: Vec<f64> = (0..20).map(|i| 100.0 + i as f64).collect();
+    let cam: Vec<f64> = (5..15).map(|i| 100.0 + i as f64).collect();
+    let lp = vec![(3, vec![2, 4, 5, 6]), (7, vec![0, 1]), (9, vec![14, 15])];
+    let (mask, pix) = camera_linepix(&coadd, &lp, &cam).expect("map");
+    assert_eq!(pix, vec![(3, vec![0, 1]), (9, vec![9])]);
+    assert_eq!(mask.iter().filter(|&&m| m).count(), 3);
+    assert!(camera_linepix(&coadd, &[(0, vec![25])], &cam).is_err());
+}
