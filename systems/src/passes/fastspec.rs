@@ -33,6 +33,8 @@ use crate::kernels::emlines::table::{Constraints, LineTable};
 use crate::kernels::emlines::{InitialKinematics, ParamTable};
 use crate::kernels::filters::{load_filter, FilterCurve};
 use crate::kernels::igm::Inoue14;
+use crate::kernels::linemask::{build_linemask, camera_linepix, LineMaskOptions};
+use crate::kernels::resolution::Resolution;
 use crate::kernels::vdisp::{PreCache, VdispGrid};
 use crate::kernels::KernelError;
 
@@ -48,6 +50,11 @@ pub struct EmlineSetup {
 /// Register this module's systems in the schedule.
 pub fn register(schedule: &mut Schedule) {
     schedule.add_systems(record_snr.in_set(FitSystems::Finalize));
+    schedule.add_systems(
+        build_linemasks
+            .in_set(FitSystems::Continuum)
+            .before(fit_continuum_fastspec),
+    );
     schedule.add_systems(fit_continuum_fastspec.in_set(FitSystems::Continuum));
     schedule.add_systems(fit_lines.in_set(FitSystems::Lines));
 }
@@ -683,6 +690,79 @@ pub fn fit_lines(
                 Err(e) => {
                     tracing::warn!(targetid = target.targetid, "emission-line fit failed: {e}");
                     status.flag(FLAG_LINES, format!("line fit: {e}"));
+                }
+            }
+        },
+    );
+}
+
+/// FitStatus bit of a failed emission-line mask.
+pub const FLAG_LINEMASK: u32 = 1 << 10;
+
+/// System: the emission-line mask of every prepared target (SPEC §2.5), on the camera-coadded
+/// spectrum; writes [`CameraLineMasks`] (per-camera masks, initial kinematics, coadd line
+/// pixels) or flags the target (FLAG_LINEMASK).
+pub fn build_linemasks(
+    opts: Res<FitOptions>,
+    setup: Option<Res<EmlineSetup>>,
+    mut q: Query<(
+        &Target,
+        &Redshift,
+        &PreparedSpectrum,
+        &mut FitStatus,
+        &mut CameraLineMasks,
+    )>,
+) {
+    if opts.program != Program::Fastspec {
+        return;
+    }
+    let _span = tracing::info_span!("build_linemasks").entered();
+    let Some(setup) = setup else {
+        tracing::error!("fastspec: line table missing; no line mask built");
+        return;
+    };
+    let lopts = LineMaskOptions::default();
+    q.par_iter_mut().for_each_init(
+        OptimizeWorkspace::default,
+        |ws, (target, z, prep, mut status, mut out)| {
+            if !status.ok() || prep.cameras.is_empty() {
+                return;
+            }
+            let mut run = || -> Result<CameraLineMasks, KernelError> {
+                let w = Resolution::new(
+                    prep.coadd_ndiag,
+                    prep.coadd_wave.len(),
+                    prep.coadd_res_deconv.clone(),
+                )?;
+                let lm = build_linemask(
+                    &setup.table,
+                    &setup.constraints,
+                    &prep.coadd_wave,
+                    &prep.coadd_flux,
+                    &prep.coadd_ivar,
+                    &w,
+                    z.z,
+                    &lopts,
+                    ws,
+                )?;
+                let mut masks = Vec::with_capacity(prep.cameras.len());
+                for c in &prep.cameras {
+                    let (m, _) = camera_linepix(&prep.coadd_wave, &lm.coadd_linepix, &c.wave_ang)?;
+                    masks.push(m);
+                }
+                Ok(CameraLineMasks {
+                    built: true,
+                    masks,
+                    kin: lm.kinematics(),
+                    balmerbroad: lm.balmerbroad,
+                    coadd_linepix: lm.coadd_linepix,
+                })
+            };
+            match run() {
+                Ok(m) => *out = m,
+                Err(e) => {
+                    tracing::warn!(targetid = target.targetid, "emission-line mask failed: {e}");
+                    status.flag(FLAG_LINEMASK, format!("line mask: {e}"));
                 }
             }
         },
