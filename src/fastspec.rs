@@ -14,8 +14,9 @@ use crate::metadata::{build_metadata, FileMeta};
 use crate::run::RunContext;
 
 /// Identification columns at the head of FASTSPEC and MORELINES (in METADATA's order).
-const ID_COLUMNS: [&str; 8] = [
-    "TARGETID", "STACKID", "SURVEY", "PROGRAM", "TILEID", "NIGHT", "FIBER", "EXPID",
+const ID_COLUMNS: [&str; 10] = [
+    "TARGETID", "STACKID", "SURVEY", "PROGRAM", "UNIQPIX", "HEALPIX", "TILEID", "NIGHT", "FIBER",
+    "EXPID",
 ];
 
 fn id_columns(files: &[FileMeta], ctx: &RunContext) -> Vec<OutColumn> {

@@ -57,4 +57,8 @@ pub struct ContinuumFit {
     pub mc_coeff: Vec<Vec<f64>>,
     /// τ_V of each Monte Carlo refit.
     pub mc_tauv: Vec<f64>,
+    /// fastspec: the kept templates convolved to the fitted velocity dispersion,
+    /// `[nkept][nwave]` with lines and without (the Monte Carlo SEDs are rebuilt from these);
+    /// empty for fastphot (nominal-σ templates).
+    pub templates_vdisp: Option<std::sync::Arc<(Vec<f64>, Vec<f64>)>>,
 }

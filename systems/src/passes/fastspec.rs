@@ -288,6 +288,10 @@ fn fit_continuum_one(
         sedmodel_nolines: r.sedmodel_nolines.clone(),
         mc_coeff: r.mc_coeff.clone(),
         mc_tauv: r.mc_tauv.clone(),
+        templates_vdisp: Some(std::sync::Arc::new((
+            r.input_templateflux.clone(),
+            r.input_templateflux_nolines.clone(),
+        ))),
     };
     Ok((cf, r))
 }

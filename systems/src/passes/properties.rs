@@ -166,22 +166,58 @@ pub fn compute_properties(
             zfactors: &zf,
         }
     };
-    let (with_lines, no_lines) = (inp("lines"), inp("nolines"));
+    let (mut with_lines, mut no_lines) = (inp("lines"), inp("nolines"));
+    // fastspec: Monte Carlo SEDs from the templates convolved to the fitted σ (kept rows only).
+    let kept_rows: Vec<usize> = (0..cf.coeff.len())
+        .filter(|&t| cf.agekeep.get(t).copied().unwrap_or(true))
+        .collect();
+    let vd = cf
+        .templates_vdisp
+        .as_ref()
+        .filter(|a| a.0.len() == kept_rows.len() * nw && a.1.len() == kept_rows.len() * nw);
+    if let Some(a) = vd {
+        with_lines.flux = &a.0;
+        no_lines.flux = &a.1;
+    }
+    let mc_coeff_of = |c: &[f64]| -> Vec<f64> {
+        if vd.is_some() {
+            kept_rows
+                .iter()
+                .map(|&t| c.get(t).copied().unwrap_or(0.0))
+                .collect()
+        } else {
+            c.to_vec()
+        }
+    };
     let mut atten = Vec::new();
     let sed = if cf.sedmodel.len() == nw {
         cf.sedmodel.clone()
     } else {
         let mut s = Vec::new();
-        build_sed(&with_lines, &cf.coeff, cf.tauv, true, &mut atten, &mut s)
-            .map_err(|e| e.to_string())?;
+        build_sed(
+            &with_lines,
+            &mc_coeff_of(&cf.coeff),
+            cf.tauv,
+            true,
+            &mut atten,
+            &mut s,
+        )
+        .map_err(|e| e.to_string())?;
         s
     };
     let sed_nl = if cf.sedmodel_nolines.len() == nw {
         cf.sedmodel_nolines.clone()
     } else {
         let mut s = Vec::new();
-        build_sed(&no_lines, &cf.coeff, cf.tauv, false, &mut atten, &mut s)
-            .map_err(|e| e.to_string())?;
+        build_sed(
+            &no_lines,
+            &mc_coeff_of(&cf.coeff),
+            cf.tauv,
+            false,
+            &mut atten,
+            &mut s,
+        )
+        .map_err(|e| e.to_string())?;
         s
     };
 
@@ -221,7 +257,9 @@ pub fn compute_properties(
     let (mut s1, mut s2, mut sa) = (Vec::new(), Vec::new(), Vec::new());
     // DN4000 reads only a window of the grid: skip the rest per realisation.
     let dnw = dn4000_rest_window(&tpl.wave_ang);
-    for (c, &tv) in cf.mc_coeff.iter().zip(&cf.mc_tauv).take(nmc) {
+    for (c_all, &tv) in cf.mc_coeff.iter().zip(&cf.mc_tauv).take(nmc) {
+        let c_sed = mc_coeff_of(c_all);
+        let c = c_all;
         if c.iter().all(|&x| x == 0.0) {
             s1.clear();
             s1.resize(nw, 0.0);
@@ -229,9 +267,10 @@ pub fn compute_properties(
             s2.resize(nw, 0.0);
             dn_mc.push(0.0);
         } else {
-            build_sed(&with_lines, c, tv, true, &mut atten, &mut s1).map_err(|e| e.to_string())?;
+            build_sed(&with_lines, &c_sed, tv, true, &mut atten, &mut s1)
+                .map_err(|e| e.to_string())?;
             // same τ_V: reuse the attenuation curve
-            build_sed_attenuated(&no_lines, c, &atten, false, &mut s2)
+            build_sed_attenuated(&no_lines, &c_sed, &atten, false, &mut s2)
                 .map_err(|e| e.to_string())?;
             let r = dnw.clone();
             dn_mc.push(dn4000(&tpl.wave_ang[r.clone()], &s2[r], None, None, &mut dns).0);
