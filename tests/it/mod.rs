@@ -10,3 +10,4 @@ pub mod seeds;
 pub mod selection;
 pub mod simulate;
 pub mod specphot;
+pub mod stackfit;
