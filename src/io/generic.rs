@@ -566,10 +566,11 @@ mod tests {
         }
         // interior row: ratio of neighbours = exp(−½(Δλ/σ)²)
         let ratio = r.get(100, 101) / r.get(100, 100);
-        assert!((ratio - (-0.5f64 * (0.8f64 / 0.9).powi(2)).exp()).abs() < 1e-14);
+        let dw = wave[101] - wave[100];
+        assert!((ratio - (-0.5 * (dw / 0.9f64).powi(2)).exp()).abs() < 1e-14);
         assert_eq!(r.get(100, 106), 0.0);
         // wide σ widens the band
-        assert_eq!(gaussian_ndiag(&wave, &vec![2.0; 200]), 21);
+        assert_eq!(gaussian_ndiag(&wave, &vec![1.9; 200]), 21); // ceil(4·1.9/0.8) = 10
         assert_eq!(
             gaussian_ndiag(&wave, &vec![100.0; 200]),
             2 * MAX_HALF_WIDTH + 1
