@@ -96,6 +96,16 @@ pub fn deredden_with_ebv(
     Ok(out)
 }
 
+/// The per-target data `correct_mw_dust` reads and writes.
+type DustQuery = (
+    &'static Target,
+    &'static SkyPosition,
+    &'static ObservedPhotometry,
+    Option<&'static InputEbv>,
+    &'static mut MilkyWayDust,
+    &'static mut FitStatus,
+);
+
 /// System: look up E(B−V) and deredden every target's photometry.
 ///
 /// Targets with an [`InputEbv`] (stacks, generic spectra) use it instead of the SFD98 map,
@@ -107,14 +117,7 @@ pub fn deredden_with_ebv(
 pub fn correct_mw_dust(
     setup: Res<PhotometricSetup>,
     map: Option<Res<DustMap>>,
-    mut q: Query<(
-        &Target,
-        &SkyPosition,
-        &ObservedPhotometry,
-        Option<&InputEbv>,
-        &mut MilkyWayDust,
-        &mut FitStatus,
-    )>,
+    mut q: Query<DustQuery>,
 ) {
     let _span = tracing::info_span!("correct_mw_dust").entered();
     let map = map.as_deref();
