@@ -671,3 +671,55 @@ fn stackfit_fits_match_reference() {
     let snr_ref = floats(column(&fsr, "SNR_BRZ"))[0];
     assert_eq!(snr, snr_ref);
 }
+
+/// An SDSS `spec-*.fits`-like file (COADD + SPECOBJ tables) reads without conversion.
+#[test]
+fn generic_reads_sdss_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("spec-sdss.fits");
+    let n = 300;
+    let loglam: Vec<f32> = (0..n).map(|i| 3.5800 + 1e-4 * i as f32).collect();
+    let col32 = |v: Vec<f32>| ColData::F32(v);
+    let hdus = vec![
+        OutHdu::Table {
+            extname: "COADD".into(),
+            columns: vec![
+                OutColumn::new("flux", col32(vec![2.5; n])),
+                OutColumn::new("loglam", col32(loglam.clone())),
+                OutColumn::new("ivar", col32(vec![3.0; n])),
+                OutColumn::new(
+                    "and_mask",
+                    ColData::I32((0..n).map(|i| i32::from(i == 100) << 4).collect()),
+                ),
+                OutColumn::new("wdisp", col32(vec![1.2; n])),
+            ],
+            cards: vec![],
+        },
+        OutHdu::Table {
+            extname: "SPECOBJ".into(),
+            columns: vec![
+                OutColumn::new("Z", ColData::F32(vec![0.125])),
+                OutColumn::new("PLUG_RA", ColData::F64(vec![150.25])),
+                OutColumn::new("PLUG_DEC", ColData::F64(vec![2.5])),
+            ],
+            cards: vec![],
+        },
+    ];
+    write_fits_atomic(&p, &[], &hdus).unwrap();
+    let g = read_generic(&p).unwrap();
+    assert_eq!(g.z, Some(0.125f32 as f64));
+    assert_eq!((g.ra, g.dec, g.ebv, g.targetid), (150.25, 2.5, 0.0, None));
+    for (w, l) in g.wave.iter().zip(&loglam) {
+        assert!((w / 10f64.powf(*l as f64) - 1.0).abs() < 1e-15);
+    }
+    assert_eq!(g.mask.iter().filter(|&&m| m != 0).count(), 1);
+    assert_ne!(g.mask[100], 0);
+    // WDISP (1e-4 dex pixels) → σ in Å = wdisp · λ · ln10 · 1e-4
+    match &g.resolution {
+        GenericResolution::Sigma(s) => {
+            let want = 1.2f32 as f64 * g.wave[7] * std::f64::consts::LN_10 * 1e-4;
+            assert!((s[7] / want - 1.0).abs() < 1e-15);
+        }
+        other => panic!("{other:?}"),
+    }
+}
