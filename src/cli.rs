@@ -20,6 +20,14 @@ pub enum Command {
     Fastspec(FitArgs),
     /// Fit broadband photometry only (FastSpecFit's `fastphot`).
     Fastphot(FitArgs),
+    /// Fit stacked spectra (FastSpecFit's `stackfit`): positional arguments are stack files
+    /// (WAVE, FLUX, IVAR, optional RES, STACKINFO); `--targetids` selects STACKIDs. No
+    /// photometry, no dust correction.
+    Stackfit(FitArgs),
+    /// Fit single spectra from any instrument: positional arguments are generic spectrum
+    /// files (FITS table or text/ECSV with WAVE, FLUX, IVAR, optional MASK and RES_SIGMA or a
+    /// RESOLUTION matrix; keywords Z, TARGETID, RA, DEC, EBV). See the README.
+    Fitspec(FitArgs),
     /// Production driver (FastSpecFit's `mpi-fastspecfit`): one output per input file,
     /// files balanced across MPI ranks, existing outputs skipped.
     Production(ProductionArgs),

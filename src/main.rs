@@ -80,6 +80,26 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Stackfit(a) | Command::Fitspec(a) => {
+            let (profile, _trace) = init(a, 0);
+            let r = if matches!(cli.command, Command::Stackfit(_)) {
+                fastspecfit::io::stack::run_stackfit(a)
+            } else {
+                fastspecfit::io::generic::run_fitspec(a)
+            };
+            match r {
+                Ok(summary) => {
+                    if a.profile {
+                        eprint!("{}", profile.render(t0.elapsed(), summary.targets));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Simulate(a) => {
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)

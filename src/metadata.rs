@@ -42,6 +42,9 @@ fn str_col(values: Vec<String>, min_width: usize) -> ColData {
 /// Build the METADATA columns over all files (schema decided on all of them, as FastSpecFit
 /// decides it on the stacked table).
 pub fn build_metadata(files: &[FileMeta], cfg: &PhotometryConfig) -> Vec<OutColumn> {
+    if let Some(cols) = crate::io::stack::simple_metadata(files) {
+        return cols; // stacks and generic spectra (their own layouts)
+    }
     let mut cols = Vec::new();
     let i64s = |f: &dyn Fn(&FileMeta, usize) -> i64| -> Vec<i64> {
         files

@@ -31,6 +31,20 @@ pub enum Mode {
     Fastphot,
 }
 
+/// Which input data model a run reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InputKind {
+    /// DESI Redrock + coadd files (`fastspec`, `fastphot`, `production`).
+    #[default]
+    Desi,
+    /// FastSpecFit stack files (`stackfit`, [`crate::io::stack`]): no dust correction, no
+    /// photometry, no uncertainty floor, FLUXNORM 1, one camera "brz".
+    Stack,
+    /// Generic single spectra (`fitspec`, [`crate::io::generic`]): one camera "brz",
+    /// E(B−V) from the input (default 0), no photometry.
+    Generic,
+}
+
 /// What a run did, for the closing summary and the exit status.
 #[derive(Debug, Default, Clone)]
 pub struct RunSummary {
@@ -95,6 +109,8 @@ fn setup_from(cfg: &PhotometryConfig) -> PhotometricSetup {
 /// The `FitOptions` resource for this run.
 pub fn fit_options(ctx: &RunContext) -> FitOptions {
     let a = &ctx.args;
+    // stackfit: FLUXNORM = 1 and no uncertainty floor (FastSpecFit's one_stacked_spectrum)
+    let stack = ctx.input == InputKind::Stack;
     FitOptions {
         program: if ctx.mode == Mode::Fastspec {
             Program::Fastspec
@@ -109,13 +125,14 @@ pub fn fit_options(ctx: &RunContext) -> FitOptions {
         ignore_photometry: a.ignore_photometry,
         no_smooth_continuum: a.no_smooth_continuum,
         broadlinefit: !a.no_broadlinefit,
-        uncertainty_floor: a.uncertainty_floor,
+        uncertainty_floor: if stack { 0.0 } else { a.uncertainty_floor },
         minsnr_balmer_broad: a.minsnr_balmer_broad,
         input_seeds: if a.targetids.is_some() {
             a.input_seeds.clone()
         } else {
             None
         },
+        fluxnorm: if stack { 1.0 } else { 1e17 },
     }
 }
 
@@ -253,11 +270,14 @@ fn primary_cards(
         PhotometrySource::External { .. } => "EXTERNAL",
         PhotometrySource::Fibermap => "FIBERMAP",
     };
-    c.push(Card::new(
-        "PHOTSRC",
-        CardValue::Str(photsrc.into()),
-        "broadband photometry source",
-    ));
+    // stacks and generic spectra have no broadband photometry
+    if coadd_type != "stacked" && coadd_type != "generic" {
+        c.push(Card::new(
+            "PHOTSRC",
+            CardValue::Str(photsrc.into()),
+            "broadband photometry source",
+        ));
+    }
     let basename = |p: &Option<PathBuf>, default: &str| {
         p.as_ref()
             .and_then(|p| p.file_name())
@@ -310,6 +330,8 @@ pub struct RunContext {
     pub emlines: Option<std::sync::Arc<crate::io::emlines::EmlineConfig>>,
     /// PRIMARY header cards that do not depend on the inputs.
     pub args: FitArgs,
+    /// Input data model (DESI unless `stackfit`/`fitspec` set it after [`RunContext::new`]).
+    pub input: InputKind,
 }
 
 impl RunContext {
@@ -358,6 +380,7 @@ impl RunContext {
             source,
             emlines,
             args: args.clone(),
+            input: InputKind::Desi,
         })
     }
 }
@@ -372,6 +395,9 @@ pub struct LoadedFile {
     pub kept: Vec<usize>,
     /// Spectra of the kept targets (fastspec only).
     pub spectra: Option<SpectraColumns>,
+    /// E(B−V) per kept target given by the input (stacks: 0; generic spectra: their EBV),
+    /// used instead of the SFD98 lookup; `None` for DESI inputs.
+    pub input_ebv: Option<Vec<f64>>,
 }
 
 /// Read one Redrock/coadd pair: selection, photometry and (fastspec) spectra.
@@ -407,6 +433,7 @@ pub fn load_file(redrock: &Path, ctx: &RunContext) -> Result<Option<LoadedFile>,
         phot,
         kept,
         spectra,
+        input_ebv: None,
     }))
 }
 
@@ -446,13 +473,16 @@ impl Engine {
     /// Unreadable SFD maps.
     pub fn new(ctx: &RunContext) -> Result<Self, IoError> {
         let _span = tracing::info_span!("init").entered();
-        let sfd = crate::io::sfd::load_sfd(&resolve_mapdir(&ctx.args))?;
         let mut world = World::new();
         world.insert_resource(setup_from(&ctx.phot_cfg));
-        world.insert_resource(DustMap {
-            ngp: sfd.ngp,
-            sgp: sfd.sgp,
-        });
+        // stacks and generic spectra carry their E(B−V) (InputEbv): no SFD98 map needed
+        if ctx.input == InputKind::Desi {
+            let sfd = crate::io::sfd::load_sfd(&resolve_mapdir(&ctx.args))?;
+            world.insert_resource(DustMap {
+                ngp: sfd.ngp,
+                sgp: sfd.sgp,
+            });
+        }
         world.insert_resource(fit_options(ctx));
         world.insert_resource(fsf_components::spectrum::SynthPhotometry {
             bands: ctx.phot_cfg.synth_bands.clone(),
@@ -466,7 +496,11 @@ impl Engine {
         crate::resources::insert_fit_resources(&mut world, ctx)?;
         crate::specphot::insert_derived_resources(&mut world, ctx)?;
         if let Some(em) = &ctx.emlines {
-            let cameras: Vec<String> = ["b", "r", "z"].iter().map(|s| s.to_string()).collect();
+            let cameras: Vec<String> = if ctx.input == InputKind::Desi {
+                ["b", "r", "z"].iter().map(|s| s.to_string()).collect()
+            } else {
+                vec!["brz".to_string()]
+            };
             let lines: Vec<(String, bool)> = em
                 .table
                 .lines
@@ -500,6 +534,7 @@ impl Engine {
             phot,
             kept,
             spectra,
+            input_ebv,
         } = loaded;
         if let Some(sp) = spectra {
             self.world.insert_resource(sp);
@@ -519,7 +554,7 @@ impl Engine {
                 zi = 1e-8;
             }
             z.push(zi);
-            self.world.spawn((
+            let mut entity = self.world.spawn((
                 Target {
                     row: k,
                     targetid: targets.targetid[i],
@@ -550,6 +585,9 @@ impl Engine {
                     passes::fastspec::LineFitState::default(),
                 ),
             ));
+            if let Some(ebv) = input_ebv.as_ref().and_then(|e| e.get(k)) {
+                entity.insert(fsf_components::InputEbv(*ebv));
+            }
         }
         self.schedule.run(&mut self.world);
 

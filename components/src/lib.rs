@@ -24,4 +24,4 @@ pub use photometry::{MilkyWayDust, ObservedPhotometry, PhotometricSetup};
 pub use properties::PhysicalProperties;
 pub use spectra::{CameraColumns, SpectraColumns};
 pub use spectrum::PreparedSpectrum;
-pub use target::{FitStatus, Redshift, SkyPosition, Target};
+pub use target::{FitStatus, InputEbv, Redshift, SkyPosition, Target};

@@ -39,6 +39,11 @@ pub struct FitOptions {
     pub minsnr_balmer_broad: f64,
     /// Per-target Monte Carlo seeds (`--input-seeds`, with `--targetids`), in target order.
     pub input_seeds: Option<Vec<i64>>,
+    /// Flux normalisation of the spectra, erg/s/cm²/Å per flux unit: FastSpecFit's FLUXNORM,
+    /// 1e17 for DESI coadds and generic spectra (fluxes in 1e-17 erg/s/cm²/Å), **1 for
+    /// `stackfit`** (FastSpecFit's `continuum_specfit(fitstack=True)` sets FLUXNORM = 1 for
+    /// the template normalisation, photometry scaling and luminosities; SPEC Constants).
+    pub fluxnorm: f64,
 }
 
 /// Number of targets of the run fitted before the current file: FastSpecFit draws one seed per
@@ -61,6 +66,7 @@ impl Default for FitOptions {
             uncertainty_floor: 0.01,
             minsnr_balmer_broad: 2.5,
             input_seeds: None,
+            fluxnorm: 1e17,
         }
     }
 }

@@ -30,6 +30,14 @@ pub struct SkyPosition {
     pub dec_deg: f64,
 }
 
+/// Milky Way E(B−V) given by the input instead of the SFD98 lookup: 0 for stacks (FastSpecFit's
+/// `stackfit` applies no dust correction), the optional `EBV` of a generic spectrum.
+///
+/// Written at spawn by the loader for stack and generic inputs only; when present,
+/// `correct_mw_dust` uses it and does not look the position up.
+#[derive(Component, Debug, Clone, Copy, PartialEq)]
+pub struct InputEbv(pub f64);
+
 /// Per-target fit status: a failed step flags the target instead of stopping the file.
 ///
 /// Written by any system that cannot process a target; its outputs are then left at the

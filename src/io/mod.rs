@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 pub mod desi;
 pub mod emlines;
 pub mod fits;
+pub mod generic;
 pub mod photometry;
 pub mod quasarnet;
 pub mod sfd;
 pub mod spectra;
+pub mod stack;
 pub mod templates;
 
 /// An input/output error that names the file it concerns.

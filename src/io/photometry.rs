@@ -44,7 +44,9 @@ pub struct PhotometryConfig {
     pub fiber_filters: Option<BTreeMap<String, Vec<String>>>,
     /// Minimum uncertainty per band (mag).
     pub min_uncertainty: Vec<f64>,
-    /// Columns read from the catalogue besides the fluxes.
+    /// Columns read from the catalogue besides the fluxes (absent in FastSpecFit's
+    /// stacked-phot.yaml).
+    #[serde(default)]
     pub readcols: Vec<String>,
     /// Catalogue columns written to METADATA in the photometry block.
     pub outcols: Option<Vec<String>>,

@@ -13,3 +13,4 @@ pub mod seeds;
 pub mod selection;
 pub mod simulate;
 pub mod specphot;
+pub mod stackfit;

@@ -2,7 +2,7 @@
 
 use bevy_ecs::prelude::*;
 use fsf_components::{
-    FitStatus, MilkyWayDust, ObservedPhotometry, PhotometricSetup, SkyPosition, Target,
+    FitStatus, InputEbv, MilkyWayDust, ObservedPhotometry, PhotometricSetup, SkyPosition, Target,
 };
 
 use crate::kernels::mwdust::mwdust_transmission;
@@ -37,6 +37,19 @@ pub fn deredden_photometry(
             format!("SFD E(B-V) lookup failed: {e}"),
         )
     })?;
+    deredden_with_ebv(ebv, phot, setup)
+}
+
+/// Per-target kernel with a given E(B−V) (stacks and generic spectra, [`InputEbv`]): band
+/// transmissions and dereddened fluxes as [`deredden_photometry`].
+///
+/// # Errors
+/// An unknown filter or a negative inverse variance.
+pub fn deredden_with_ebv(
+    ebv: f64,
+    phot: &ObservedPhotometry,
+    setup: &PhotometricSetup,
+) -> Result<MilkyWayDust, (u32, String)> {
     let filters = setup.filters_for(&phot.photsys).ok_or_else(|| {
         (
             FitStatus::FLAG_PHOTOMETRY,
@@ -83,41 +96,53 @@ pub fn deredden_photometry(
     Ok(out)
 }
 
+/// The per-target data `correct_mw_dust` reads and writes.
+type DustQuery = (
+    &'static Target,
+    &'static SkyPosition,
+    &'static ObservedPhotometry,
+    Option<&'static InputEbv>,
+    &'static mut MilkyWayDust,
+    &'static mut FitStatus,
+);
+
 /// System: look up E(B−V) and deredden every target's photometry.
 ///
-/// Reads `SkyPosition`, `ObservedPhotometry`, resources `PhotometricSetup`, `DustMap`;
+/// Targets with an [`InputEbv`] (stacks, generic spectra) use it instead of the SFD98 map,
+/// which may then be absent (a target without either is flagged).
+///
+/// Reads `SkyPosition`, `ObservedPhotometry`, `InputEbv`, resources `PhotometricSetup`, `DustMap`;
 /// writes `MilkyWayDust`, or flags `FitStatus` (the target keeps zero transmissions and
 /// zero ivars, i.e. "not measured") with a log line naming the TARGETID. SPEC §1.6.
 pub fn correct_mw_dust(
     setup: Res<PhotometricSetup>,
-    map: Res<DustMap>,
-    mut q: Query<(
-        &Target,
-        &SkyPosition,
-        &ObservedPhotometry,
-        &mut MilkyWayDust,
-        &mut FitStatus,
-    )>,
+    map: Option<Res<DustMap>>,
+    mut q: Query<DustQuery>,
 ) {
     let _span = tracing::info_span!("correct_mw_dust").entered();
-    q.par_iter_mut().for_each(
-        |(target, pos, phot, mut dust, mut status)| match deredden_photometry(
-            pos, phot, &setup, &map,
-        ) {
-            Ok(d) => *dust = d,
-            Err((flag, reason)) => {
-                tracing::warn!(targetid = target.targetid, "{reason}");
-                let nb = phot.flux_nmgy.len();
-                *dust = MilkyWayDust {
-                    ebv: 0.0,
-                    transmission: vec![0.0; nb],
-                    flux_nmgy: vec![0.0; nb],
-                    ivar_nmgy2: vec![0.0; nb],
-                    fiberflux_nmgy: vec![0.0; phot.fiberflux_nmgy.len()],
-                    fibertotflux_nmgy: vec![0.0; phot.fibertotflux_nmgy.len()],
-                };
-                status.flag(flag, reason);
+    let map = map.as_deref();
+    q.par_iter_mut()
+        .for_each(|(target, pos, phot, input_ebv, mut dust, mut status)| {
+            let r = match (input_ebv, map) {
+                (Some(e), _) => deredden_with_ebv(e.0, phot, &setup),
+                (None, Some(m)) => deredden_photometry(pos, phot, &setup, m),
+                (None, None) => Err((FitStatus::FLAG_MW_DUST, "no SFD98 map loaded".to_string())),
+            };
+            match r {
+                Ok(d) => *dust = d,
+                Err((flag, reason)) => {
+                    tracing::warn!(targetid = target.targetid, "{reason}");
+                    let nb = phot.flux_nmgy.len();
+                    *dust = MilkyWayDust {
+                        ebv: 0.0,
+                        transmission: vec![0.0; nb],
+                        flux_nmgy: vec![0.0; nb],
+                        ivar_nmgy2: vec![0.0; nb],
+                        fiberflux_nmgy: vec![0.0; phot.fiberflux_nmgy.len()],
+                        fibertotflux_nmgy: vec![0.0; phot.fibertotflux_nmgy.len()],
+                    };
+                    status.flag(flag, reason);
+                }
             }
-        },
-    );
+        });
 }
