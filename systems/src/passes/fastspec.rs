@@ -71,9 +71,13 @@ pub fn record_snr(
     let Some(schema) = schema else { return };
     let _span = tracing::info_span!("record_snr").entered();
     let n = schema.len();
-    let idx: Vec<Option<usize>> = ["SNR_B", "SNR_R", "SNR_Z"]
+    // SNR_{camera} columns in file-camera order (b, r, z for DESI; one "brz" for stacks).
+    let idx: Vec<Option<usize>> = schema
+        .columns
         .iter()
-        .map(|c| schema.index(c))
+        .enumerate()
+        .filter(|(_, c)| c.name.starts_with("SNR_"))
+        .map(|(i, _)| Some(i))
         .collect();
     q.par_iter_mut().for_each(|(prep, mut sf)| {
         if prep.cameras.is_empty() {
