@@ -107,9 +107,15 @@ struct Case {
 }
 
 fn load_case(inp: &Value) -> Case {
-    let arr = |k: &str| -> Vec<Vec<f64>> { inp[k].as_array().unwrap().iter().map(decode).collect() };
+    let arr =
+        |k: &str| -> Vec<Vec<f64>> { inp[k].as_array().unwrap().iter().map(decode).collect() };
     let names = |k: &str| -> Vec<String> {
-        inp[k].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+        inp[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
     };
     let bands = names("phot_bands");
     let sbands = names("synth_bands");
@@ -121,14 +127,32 @@ fn load_case(inp: &Value) -> Case {
             .into_iter()
             .map(|m| m.into_iter().map(|v| v != 0.0).collect())
             .collect(),
-        ndiag: inp["res_ndiag"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect(),
+        ndiag: inp["res_ndiag"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect(),
         res: arr("res"),
-        filters: names("filters").iter().map(|n| load_filter(n).unwrap()).collect(),
-        synth: names("synth_filters").iter().map(|n| load_filter(n).unwrap()).collect(),
-        aper: (0..bands.len()).filter(|&i| sbands.contains(&bands[i])).collect(),
+        filters: names("filters")
+            .iter()
+            .map(|n| load_filter(n).unwrap())
+            .collect(),
+        synth: names("synth_filters")
+            .iter()
+            .map(|n| load_filter(n).unwrap())
+            .collect(),
+        aper: (0..bands.len())
+            .filter(|&i| sbands.contains(&bands[i]))
+            .collect(),
         flam: fv(&inp["phot_flam"]),
         flam_ivar: fv(&inp["phot_flam_ivar"]),
-        btf: inp["bands_to_fit"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect(),
+        btf: inp["bands_to_fit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_bool().unwrap())
+            .collect(),
     }
 }
 
@@ -210,7 +234,10 @@ fn run(
 fn check_coeff(got: &[f64], want: &[f64], what: &str) {
     let sum: f64 = want.iter().sum();
     for (a, b) in got.iter().zip(want) {
-        assert!((a - b).abs() <= 1e-3 * sum, "{what}: coeff {got:?} vs {want:?}");
+        assert!(
+            (a - b).abs() <= 1e-3 * sum,
+            "{what}: coeff {got:?} vs {want:?}"
+        );
     }
 }
 
@@ -249,7 +276,12 @@ fn compare(tag: &str) {
     report("apercorr", r.apercorr, f(&o["apercorr"]));
     assert!(rel(r.apercorr, f(&o["apercorr"])) < 1e-3);
     for (a, b) in r.apercorrs.iter().zip(fv(&o["apercorrs"])) {
-        assert!(rel(*a, b) < 1e-3, "apercorrs {:?} vs {:?}", r.apercorrs, o["apercorrs"]);
+        assert!(
+            rel(*a, b) < 1e-3,
+            "apercorrs {:?} vs {:?}",
+            r.apercorrs,
+            o["apercorrs"]
+        );
     }
     for (a, b) in r.smoothcorr.iter().zip(fv(&o["smoothstats"])) {
         report("smoothcorr", *a, 100.0 * b);
@@ -267,14 +299,24 @@ fn compare(tag: &str) {
     let mut worst = (0.0f64, 0.0f64);
     for i in 0..desi.len() {
         worst.0 = worst.0.max((r.continuummodel[i] - desi[i]).abs() / scale);
-        worst.1 = worst.1.max((r.smoothcontinuum[i] - smooth[i]).abs() / scale);
+        worst.1 = worst
+            .1
+            .max((r.smoothcontinuum[i] - smooth[i]).abs() / scale);
     }
-    eprintln!("{tag}: continuum model max |Δ|/max {:.2e}, smooth {:.2e}", worst.0, worst.1);
+    eprintln!(
+        "{tag}: continuum model max |Δ|/max {:.2e}, smooth {:.2e}",
+        worst.0, worst.1
+    );
     assert!(worst.0 < 1e-3 && worst.1 < 1e-3);
     let _ = ap;
     // Monte Carlo: the draws (spectra subsample) follow NumPy's stream (a different stream
     // would differ by O(σ); the observed agreement is ~1e-12)
-    let idx: Vec<usize> = o["mc_idx"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let idx: Vec<usize> = o["mc_idx"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
     for (k, row) in o["mc_rows"].as_array().unwrap().iter().enumerate() {
         let rrow = row.as_u64().unwrap() as usize;
         let want = fv(&o["specflux_mc"][k]);
@@ -292,11 +334,20 @@ fn compare(tag: &str) {
         }
     }
     let mct = fv(&o["mc_tauv"]);
-    let worst_t = r.mc_tauv.iter().zip(&mct).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let worst_t = r
+        .mc_tauv
+        .iter()
+        .zip(&mct)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
     eprintln!("{tag}: worst MC tauv difference {worst_t:.2e}");
     report("TAUV_IVAR", r.tauv_ivar, f(&o["tauv_ivar"]));
     assert!(rel(r.tauv_ivar, f(&o["tauv_ivar"])) < 0.05);
-    report("DN4000_MODEL_IVAR", r.dn4000_model_ivar, f(&o["dn4000_model_ivar"]));
+    report(
+        "DN4000_MODEL_IVAR",
+        r.dn4000_model_ivar,
+        f(&o["dn4000_model_ivar"]),
+    );
     assert!(rel(r.dn4000_model_ivar, f(&o["dn4000_model_ivar"])) < 0.05);
     report("TAUV (reported)", r.tauv, f(&sp["TAUV"]));
     assert!((r.tauv - f(&sp["TAUV"])).abs() < 1e-3);
@@ -349,7 +400,10 @@ fn fastspec_vdisp_trf_80613() {
     } else {
         0.0
     };
-    eprintln!("VDISP ivar (kernel units) {got} vs {want} (rel {:.2e})", rel(got, want));
+    eprintln!(
+        "VDISP ivar (kernel units) {got} vs {want} (rel {:.2e})",
+        rel(got, want)
+    );
     assert!(rel(got, want) < 0.05);
 }
 

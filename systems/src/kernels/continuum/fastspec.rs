@@ -23,11 +23,14 @@
 //! weighted rows enter the NNLS); both change results at the rounding level only.
 
 use super::fastphot::{reduced_chi2, F32MAX};
+use super::jointcheb::JointCheb;
 use super::model::{PhotModel, TemplateArrays, FLUXNORM, MASSNORM};
 use super::photvec::phot_vector;
 use super::rng::{Pcg64, Ziggurat};
 use super::smooth::{smooth_continuum, SmoothScratch};
-use super::specmodel::{varpro_joint, CameraData, JointData, JointWorkspace, SpecBasis, SpecOperator};
+use super::specmodel::{
+    varpro_joint, CameraData, JointData, JointWorkspace, SpecBasis, SpecOperator,
+};
 use super::vdispfit::{
     can_compute_vdisp, scan_minimum, vdisp_from_mstar, VdispModel, VdispProblem, VDISP_NGRID,
 };
@@ -270,7 +273,14 @@ fn spec_only_fit(
 
 /// Σ c_t F_t·A(τ)·Z on the full grid, no dust emission (FastSpecFit's saved model of a
 /// no-dust-emission VARPRO fit).
-fn model_nodust(flux: &[f64], nw: usize, coeff: &[f64], tauv: f64, klambda: &[f64], zf: &[f64]) -> Vec<f64> {
+fn model_nodust(
+    flux: &[f64],
+    nw: usize,
+    coeff: &[f64],
+    tauv: f64,
+    klambda: &[f64],
+    zf: &[f64],
+) -> Vec<f64> {
     let mut out = vec![0.0; nw];
     for (t, &c) in coeff.iter().enumerate() {
         for (o, f) in out.iter_mut().zip(&flux[t * nw..(t + 1) * nw]) {
@@ -370,7 +380,15 @@ pub fn fit_fastspec(
     // per-target set-up
     let zwave: Vec<f64> = t.wave.iter().map(|w| w * (1.0 + inp.z)).collect();
     let mut zf = vec![0.0; nw];
-    dust::zfactors(inp.igm, inp.z, inp.dlum_mpc, FLUXNORM, MASSNORM, &zwave, &mut zf)?;
+    dust::zfactors(
+        inp.igm,
+        inp.z,
+        inp.dlum_mpc,
+        FLUXNORM,
+        MASSNORM,
+        &zwave,
+        &mut zf,
+    )?;
     let mut tw = vec![0.0; nw];
     dust::trapz_weights(t.wave, &mut tw)?;
     let st = Setup { zwave, zf, tw };
@@ -417,12 +435,13 @@ pub fn fit_fastspec(
         compute_vdisp = false;
     }
     let mut vws = VdispWorkspace::new(0, 0);
-    let convolve = |arr: &[f64], sigma: f64, vws: &mut VdispWorkspace| -> Result<Vec<f64>, KernelError> {
-        let sel = select_rows(arr, nw, &rows);
-        let mut out = vec![0.0; sel.len()];
-        convolve_direct_rows(&sel, nw, &t.grid, sigma, vws, &mut out)?;
-        Ok(out)
-    };
+    let convolve =
+        |arr: &[f64], sigma: f64, vws: &mut VdispWorkspace| -> Result<Vec<f64>, KernelError> {
+            let sel = select_rows(arr, nw, &rows);
+            let mut out = vec![0.0; sel.len()];
+            convolve_direct_rows(&sel, nw, &t.grid, sigma, vws, &mut out)?;
+            Ok(out)
+        };
     let nominal_fit = |ws: &mut JointWorkspace| -> Result<(Vec<f64>, Vec<f64>), KernelError> {
         let fl = select_rows(t.flux_nolines_nomvdisp, nw, &rows);
         let (tau, c, _) = spec_only_fit(inp, &st, &op, &fl, &specflux, &specistd, ws)?;
@@ -430,9 +449,15 @@ pub fn fit_fastspec(
         Ok((c, cm))
     };
     let mstar_kept: Vec<f64> = rows.iter().map(|&k| t.mstar[k]).collect();
-    let fallback = |coeff: &[f64], vws: &mut VdispWorkspace| -> Result<(f64, Vec<f64>, Vec<f64>), KernelError> {
+    let fallback = |coeff: &[f64],
+                    vws: &mut VdispWorkspace|
+     -> Result<(f64, Vec<f64>, Vec<f64>), KernelError> {
         match vdisp_from_mstar(coeff, &mstar_kept, MASSNORM, t.sigma_c3k, t.vdisp_bounds) {
-            Some((k, _)) => Ok((k, convolve(t.flux, k, vws)?, convolve(t.flux_nolines, k, vws)?)),
+            Some((k, _)) => Ok((
+                k,
+                convolve(t.flux, k, vws)?,
+                convolve(t.flux_nolines, k, vws)?,
+            )),
             None => Ok((
                 t.vdisp_nominal_kernel,
                 select_rows(t.flux_nomvdisp, nw, &rows),
@@ -520,15 +545,16 @@ pub fn fit_fastspec(
                 tr_solver: TrSolver::Exact,
             };
             let mut tws = TrfWorkspace::new(npix, n);
-            let mut run = |prob: &mut VdispProblem<'_>, flux: &[f64]| -> Result<Vec<f64>, KernelError> {
-                prob.set_data(flux)?;
-                let mut x = x0.clone();
-                least_squares_fd(prob, &mut x, &lb, &ub, &opts, &mut tws)?;
-                if let Some(e) = prob.error.take() {
-                    return Err(e);
-                }
-                Ok(x)
-            };
+            let mut run =
+                |prob: &mut VdispProblem<'_>, flux: &[f64]| -> Result<Vec<f64>, KernelError> {
+                    prob.set_data(flux)?;
+                    let mut x = x0.clone();
+                    least_squares_fd(prob, &mut x, &lb, &ub, &opts, &mut tws)?;
+                    if let Some(e) = prob.error.take() {
+                        return Err(e);
+                    }
+                    Ok(x)
+                };
             let xh = run(&mut prob, &specflux)?;
             let mut cm = vec![0.0; nw];
             prob.full_model(&xh, &mut cm)?;
@@ -584,32 +610,37 @@ pub fn fit_fastspec(
     let basis = SpecBasis::new(&op, &itf, nw, &st.zf, &st.tw, t.dustflux, true)?;
     let istd_ap: Vec<f64> = specistd.iter().map(|s| s / apercorr).collect();
     let dnw = dn4000_rest_window(t.wave);
-    let fit_full = |of: &[f64], sf: &[f64], ws: &mut FastspecWorkspace|
-     -> Result<(super::specmodel::JointFit, Vec<f64>, Vec<f64>, f64), KernelError> {
-        let sfa: Vec<f64> = sf.iter().map(|v| v * apercorr).collect();
-        let fit = varpro_joint(
-            &JointData {
+    let sfa_main: Vec<f64> = specflux.iter().map(|v| v * apercorr).collect();
+    macro_rules! joint {
+        ($sfa:expr, $of:expr) => {
+            JointData {
                 spec: Some((&op, &basis)),
-                specflux: &sfa,
+                specflux: $sfa,
                 specistd: &istd_ap,
                 phot: Some(&pmodel),
-                objflam: of,
+                objflam: $of,
                 objflamistd: &objistd,
                 klambda: t.klambda,
-            },
-            &mut ws.joint,
-        )?;
+            }
+        };
+    }
+    // line-free SED, continuum model and Dn4000 of a solution
+    let post = |coeff: &[f64],
+                tauv: f64,
+                dn: &mut Dn4000Scratch|
+     -> Result<(Vec<f64>, Vec<f64>, f64), KernelError> {
         let mut sed_nl = vec![0.0; nw];
         let mut desi = vec![0.0; npix];
-        let mut dn = 0.0;
-        if !fit.coeff.iter().all(|&c| c == 0.0) {
-            pmodel.sed_nolines(&tarr, &fit.coeff, fit.tauv, &mut sed_nl);
+        let mut dnv = 0.0;
+        if !coeff.iter().all(|&c| c == 0.0) {
+            pmodel.sed_nolines(&tarr, coeff, tauv, &mut sed_nl);
             op.apply(&sed_nl, &mut desi)?;
-            dn = dn4000(&t.wave[dnw.clone()], &sed_nl[dnw.clone()], None, None, &mut ws.dn).0;
+            dnv = dn4000(&t.wave[dnw.clone()], &sed_nl[dnw.clone()], None, None, dn).0;
         }
-        Ok((fit, sed_nl, desi, dn))
+        Ok((sed_nl, desi, dnv))
     };
-    let (fit, sed_nl, desi, dn_model) = fit_full(&objflam, &specflux, ws)?;
+    let fit = varpro_joint(&joint!(&sfa_main, &objflam), &mut ws.joint)?;
+    let (sed_nl, desi, dn_model) = post(&fit.coeff, fit.tauv, &mut ws.dn)?;
     let allzero = fit.coeff.iter().all(|&c| c == 0.0);
     let scatter = |c: &[f64]| {
         let mut full = vec![0.0; ntot];
@@ -661,10 +692,23 @@ pub fn fit_fastspec(
     // 6. Monte Carlo refits
     if !specflux_mc.is_empty() {
         let mut dn_mc = Vec::with_capacity(inp.nmonte);
+        // one Chebyshev/Gram model of the design serves every refit (see `jointcheb`)
+        let mut cheb = JointCheb::new(&joint!(&sfa_main, &objflam), &mut ws.joint)?;
         for (of, sf) in objflam_mc.iter().zip(&specflux_mc) {
-            let (f, _, desi_mc, dn) = fit_full(of, sf, ws)?;
-            out.mc_coeff.push(scatter(&f.coeff));
-            out.mc_tauv.push(f.tauv);
+            let sfa: Vec<f64> = sf.iter().map(|v| v * apercorr).collect();
+            let (tauv, coeff) = match cheb.as_mut() {
+                Some(c) => {
+                    let f = c.fit(&joint!(&sfa, of), &mut ws.joint)?;
+                    (f.tauv, f.coeff)
+                }
+                None => {
+                    let f = varpro_joint(&joint!(&sfa, of), &mut ws.joint)?;
+                    (f.tauv, f.coeff)
+                }
+            };
+            let (_, desi_mc, dn) = post(&coeff, tauv, &mut ws.dn)?;
+            out.mc_coeff.push(scatter(&coeff));
+            out.mc_tauv.push(tauv);
             dn_mc.push(dn);
             out.continuummodel_mc
                 .push(desi_mc.iter().map(|v| v / apercorr).collect());
@@ -685,7 +729,13 @@ pub fn fit_fastspec(
     }
 
     // 7. observed Dn4000 and the smooth continuum
-    let (d, di) = dn4000(&specwave, &specflux, Some(&ivar_nl), Some(inp.z), &mut ws.dn);
+    let (d, di) = dn4000(
+        &specwave,
+        &specflux,
+        Some(&ivar_nl),
+        Some(inp.z),
+        &mut ws.dn,
+    );
     out.dn4000_obs = d;
     out.dn4000_ivar = di;
     out.smoothcorr = vec![0.0; inp.cameras.len()];
@@ -713,7 +763,9 @@ pub fn fit_fastspec(
         let mut scratch = Vec::new();
         for (k, &(a, b)) in op.camerapix.iter().enumerate() {
             let r: Vec<f64> = (a..b)
-                .filter(|&i| specflux[i] != 0.0 && specivar[i] != 0.0 && out.smoothcontinuum[i] != 0.0)
+                .filter(|&i| {
+                    specflux[i] != 0.0 && specivar[i] != 0.0 && out.smoothcontinuum[i] != 0.0
+                })
                 .map(|i| out.smoothcontinuum[i] / specflux[i])
                 .collect();
             if r.len() > 3 {

@@ -5,6 +5,7 @@
 pub mod cheb;
 pub mod fastphot;
 pub mod fastspec;
+pub mod jointcheb;
 pub mod model;
 pub mod photvec;
 pub mod rng;
@@ -15,7 +16,9 @@ pub mod vdispfit;
 
 pub use cheb::ChebPsi;
 pub use fastphot::{fit_fastphot, FastphotInputs, FastphotResult};
-pub use fastspec::{fit_fastspec, FastspecInputs, FastspecResult, FastspecTemplates, FastspecWorkspace};
-pub use specmodel::{CameraData, SpecOperator};
+pub use fastspec::{
+    fit_fastspec, FastspecInputs, FastspecResult, FastspecTemplates, FastspecWorkspace,
+};
 pub use model::{PhotModel, TemplateArrays, FLUXNORM, MASSNORM};
+pub use specmodel::{CameraData, SpecOperator};
 pub use varpro::{varpro_phot, varpro_phot_interp, VarproFit, VarproWorkspace};

@@ -45,6 +45,9 @@ use crate::kernels::nnls::{nnls, MatRef, NnlsOptions, NnlsWorkspace};
 use crate::kernels::rebin::centers2edges;
 use crate::kernels::KernelError;
 
+/// Templates handled with a stack accumulator in the design fill.
+const MAX_NT_STACK: usize = 32;
+
 /// One kept camera of a target, as the continuum fit reads it.
 #[derive(Debug, Clone, Copy)]
 pub struct CameraData<'a> {
@@ -64,18 +67,18 @@ pub struct CameraData<'a> {
 
 /// L = R·rebin of one camera as banded rows over the template grid.
 #[derive(Debug, Clone, Default)]
-struct BandRows {
+pub(super) struct BandRows {
     /// First template pixel of each row.
-    start: Vec<usize>,
+    pub(super) start: Vec<usize>,
     /// Row r's weights are `w[off[r]..off[r + 1]]`.
-    off: Vec<usize>,
-    w: Vec<f64>,
+    pub(super) off: Vec<usize>,
+    pub(super) w: Vec<f64>,
 }
 
 /// The rebin+resolution operator of all kept cameras of one target (see the module docs).
 #[derive(Debug, Clone)]
 pub struct SpecOperator {
-    rows: BandRows,
+    pub(super) rows: BandRows,
     /// `[start, end)` of each camera in the hstacked pixel array.
     pub camerapix: Vec<(usize, usize)>,
     /// Total number of pixels.
@@ -251,18 +254,6 @@ impl SpecOperator {
         w.iter().zip(&y[s..s + w.len()]).map(|(a, b)| a * b).sum()
     }
 
-    /// (L·y)_i for `y` given on the template range `[jlo, jhi)` only.
-    #[inline]
-    fn row_dot_range(&self, i: usize, y: &[f64]) -> f64 {
-        let s = self.rows.start[i] - self.jlo;
-        let w = &self.rows.w[self.rows.off[i]..self.rows.off[i + 1]];
-        let mut acc = 0.0;
-        for (a, b) in w.iter().zip(&y[s..s + w.len()]) {
-            acc += a * b;
-        }
-        acc
-    }
-
     /// out = L·y for a full-grid `y` (`out.len() == npix`): FastSpecFit's
     /// `continuum_to_spectroscopy`.
     ///
@@ -288,16 +279,17 @@ impl SpecOperator {
 /// The τ-independent part of the spectral design for one template set (see module docs).
 #[derive(Debug, Clone)]
 pub struct SpecBasis {
-    nt: usize,
-    /// F_t·Z on `[jlo, jhi)`, `[nt][jhi − jlo]`.
-    fz: Vec<f64>,
+    pub(super) nt: usize,
+    /// F_t·Z on `[jlo, jhi)`, interleaved `[jhi − jlo][nt]` (one row read gives all
+    /// templates).
+    pub(super) fz: Vec<f64>,
     /// F_t·w (trapezoid weights), full grid `[nt][nwave]` (dust emission only).
     fw: Vec<f64>,
     /// ∫F_t dλ.
     integ: Vec<f64>,
     /// (L·(D Z))_i, `[npix]` (dust emission only).
-    ldz: Vec<f64>,
-    dust_emission: bool,
+    pub(super) ldz: Vec<f64>,
+    pub(super) dust_emission: bool,
 }
 
 impl SpecBasis {
@@ -330,8 +322,8 @@ impl SpecBasis {
         let mut fz = vec![0.0; nt * nr];
         for t in 0..nt {
             let f = &flux[t * nwave..(t + 1) * nwave];
-            for (k, o) in fz[t * nr..(t + 1) * nr].iter_mut().enumerate() {
-                *o = f[jlo + k] * zfactors[jlo + k];
+            for k in 0..nr {
+                fz[k * nt + t] = f[jlo + k] * zfactors[jlo + k];
             }
         }
         let mut integ = vec![0.0; nt];
@@ -372,15 +364,15 @@ impl SpecBasis {
 /// Scratch of [`varpro_joint`] and the design fills (one per thread).
 #[derive(Debug, Clone, Default)]
 pub struct JointWorkspace {
-    atten: Vec<f64>,
-    d: Vec<f64>,
+    pub(super) atten: Vec<f64>,
+    pub(super) d: Vec<f64>,
     fza: Vec<f64>,
-    psi: Vec<f64>,
-    b: Vec<f64>,
+    pub(super) psi: Vec<f64>,
+    pub(super) b: Vec<f64>,
     c: Vec<f64>,
-    act: Vec<usize>,
-    wact: Vec<f64>,
-    bands: Vec<usize>,
+    pub(super) act: Vec<usize>,
+    pub(super) wact: Vec<f64>,
+    pub(super) bands: Vec<usize>,
     nnls: NnlsWorkspace,
 }
 
@@ -420,7 +412,7 @@ pub struct JointFit {
 }
 
 impl JointData<'_> {
-    fn nt(&self) -> usize {
+    pub(super) fn nt(&self) -> usize {
         match (self.spec, self.phot) {
             (Some((_, b)), _) => b.nt,
             (None, Some(p)) => p.ntemplate(),
@@ -434,7 +426,7 @@ impl JointData<'_> {
 
 /// Set up the active rows and the data vector b (spectral rows first); returns the
 /// number of spectral rows.
-fn setup(data: &JointData<'_>, ws: &mut JointWorkspace) -> Result<usize, KernelError> {
+pub(super) fn setup(data: &JointData<'_>, ws: &mut JointWorkspace) -> Result<usize, KernelError> {
     ws.act.clear();
     ws.wact.clear();
     ws.bands.clear();
@@ -485,7 +477,7 @@ fn setup(data: &JointData<'_>, ws: &mut JointWorkspace) -> Result<usize, KernelE
 }
 
 /// Fill the design Ψ (column-major, `m = act + bands` rows) at τ into `ws.psi`.
-fn fill(data: &JointData<'_>, tauv: f64, ws: &mut JointWorkspace) {
+pub(super) fn fill(data: &JointData<'_>, tauv: f64, ws: &mut JointWorkspace) {
     let nt = data.nt();
     let ns = ws.act.len();
     let m = ns + ws.bands.len();
@@ -518,23 +510,42 @@ fn fill(data: &JointData<'_>, tauv: f64, ws: &mut JointWorkspace) {
         let nr = op.jhi - op.jlo;
         ws.fza.resize(nt * nr, 0.0);
         let a = &ws.atten[op.jlo..op.jhi];
-        for t in 0..nt {
-            let fz = &basis.fz[t * nr..(t + 1) * nr];
-            for ((o, f), av) in ws.fza[t * nr..(t + 1) * nr].iter_mut().zip(fz).zip(a) {
-                *o = f * av;
+        for ((o, f), av) in ws
+            .fza
+            .chunks_exact_mut(nt)
+            .zip(basis.fz.chunks_exact(nt))
+            .zip(a)
+        {
+            for (x, y) in o.iter_mut().zip(f) {
+                *x = y * av;
             }
         }
-        for t in 0..nt {
-            let y = &ws.fza[t * nr..(t + 1) * nr];
-            let col = &mut ws.psi[t * m..t * m + ns];
-            let dt = ws.d[t];
+        let mut acc = [0.0f64; MAX_NT_STACK];
+        let mut accv = Vec::new();
+        let acc: &mut [f64] = if nt <= MAX_NT_STACK {
+            &mut acc[..nt]
+        } else {
+            accv.resize(nt, 0.0);
+            &mut accv
+        };
+        for (r, (&i, &w)) in ws.act.iter().zip(&ws.wact).enumerate() {
+            acc.fill(0.0);
+            let s = op.rows.start[i] - op.jlo;
+            let wr = &op.rows.w[op.rows.off[i]..op.rows.off[i + 1]];
+            let y = &ws.fza[s * nt..(s + wr.len()) * nt];
+            for (&wq, yq) in wr.iter().zip(y.chunks_exact(nt)) {
+                for (a, v) in acc.iter_mut().zip(yq) {
+                    *a += wq * v;
+                }
+            }
             if basis.dust_emission {
-                for ((o, &i), &w) in col.iter_mut().zip(&ws.act).zip(&ws.wact) {
-                    *o = w * (op.row_dot_range(i, y) + dt * basis.ldz[i]);
+                let e = basis.ldz[i];
+                for t in 0..nt {
+                    ws.psi[t * m + r] = w * (acc[t] + ws.d[t] * e);
                 }
             } else {
-                for ((o, &i), &w) in col.iter_mut().zip(&ws.act).zip(&ws.wact) {
-                    *o = w * op.row_dot_range(i, y);
+                for t in 0..nt {
+                    ws.psi[t * m + r] = w * acc[t];
                 }
             }
         }

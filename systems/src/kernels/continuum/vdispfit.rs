@@ -22,7 +22,9 @@
 
 use super::specmodel::SpecOperator;
 use crate::kernels::trf::Problem;
-use crate::kernels::vdisp::{convolve_direct, convolve_from_pre, PreCache, VdispGrid, VdispWorkspace};
+use crate::kernels::vdisp::{
+    convolve_direct, convolve_from_pre, PreCache, VdispGrid, VdispWorkspace,
+};
 use crate::kernels::KernelError;
 
 /// Rest-frame coverage needed for a σ fit, Å.
@@ -252,7 +254,14 @@ impl<'a> VdispProblem<'a> {
             } else {
                 self.unit.fill(0.0);
                 self.unit[t] = 1.0;
-                convolve_from_pre(&self.m.pre, &self.m.grid, &self.unit, sigma, &mut self.vws, out)?;
+                convolve_from_pre(
+                    &self.m.pre,
+                    &self.m.grid,
+                    &self.unit,
+                    sigma,
+                    &mut self.vws,
+                    out,
+                )?;
             }
         }
         slot.sigma = Some(sigma);
@@ -300,7 +309,10 @@ impl<'a> VdispProblem<'a> {
         out.iter_mut().for_each(|v| *v = 0.0);
         for t in 0..self.nt {
             let c = x[2 + t];
-            for (o, f) in out.iter_mut().zip(&self.conv[ci].flux[t * nw..(t + 1) * nw]) {
+            for (o, f) in out
+                .iter_mut()
+                .zip(&self.conv[ci].flux[t * nw..(t + 1) * nw])
+            {
                 *o += c * f;
             }
         }
