@@ -40,7 +40,7 @@ use crate::kernels::filters::FilterCurve;
 use crate::kernels::igm::Inoue14;
 use crate::kernels::stats::{median, TINY};
 use crate::kernels::synthphot::{photflam_factor, FilterPre};
-use crate::kernels::trf::{least_squares_fd, TrSolver, TrfOptions, TrfWorkspace, XScale};
+use crate::kernels::trf::{least_squares_fd, Problem, TrSolver, TrfOptions, TrfWorkspace, XScale};
 use crate::kernels::vdisp::{convolve_direct_rows, PreCache, VdispGrid, VdispWorkspace};
 use crate::kernels::KernelError;
 
@@ -544,12 +544,18 @@ pub fn fit_fastspec(
                 x_scale: XScale::Jac,
                 tr_solver: TrSolver::Exact,
             };
-            let mut tws = TrfWorkspace::new(npix, n);
+            let mut tws = TrfWorkspace::new(prob.n_residuals(), n);
             let mut run =
                 |prob: &mut VdispProblem<'_>, flux: &[f64]| -> Result<Vec<f64>, KernelError> {
                     prob.set_data(flux)?;
                     let mut x = x0.clone();
-                    least_squares_fd(prob, &mut x, &lb, &ub, &opts, &mut tws)?;
+                    let _sum = least_squares_fd(prob, &mut x, &lb, &ub, &opts, &mut tws)?;
+                    if std::env::var_os("FSF_TRF_DEBUG").is_some() {
+                        eprintln!(
+                            "TRF nfev {} njev {} status {:?} x1 {} pslots {} convs {}",
+                            _sum.nfev, _sum.njev, _sum.status, x[1], prob.n_pfill, prob.n_conv
+                        );
+                    }
                     if let Some(e) = prob.error.take() {
                         return Err(e);
                     }
