@@ -700,6 +700,9 @@ pub fn fit_fastspec(
         let mut dn_mc = Vec::with_capacity(inp.nmonte);
         // one Chebyshev/Gram model of the design serves every refit (see `jointcheb`)
         let mut cheb = JointCheb::new(&joint!(&sfa_main, &objflam), &mut ws.joint)?;
+        if std::env::var_os("FSF_TRF_DEBUG").is_some() {
+            eprintln!("joint Chebyshev degree {:?}", cheb.as_ref().map(|c| c.degree()));
+        }
         for (of, sf) in objflam_mc.iter().zip(&specflux_mc) {
             let sfa: Vec<f64> = sf.iter().map(|v| v * apercorr).collect();
             let (tauv, coeff) = match cheb.as_mut() {

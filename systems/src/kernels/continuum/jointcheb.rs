@@ -13,8 +13,9 @@
 //! * G(τ) (spectral and photometric parts), the photometric rows Ψ_p(τ) and the energy-
 //!   balance factors d_t(τ) are entire functions of τ: they are replaced by Chebyshev
 //!   series on [0, 2] built once per target from direct design fills at Lobatto nodes
-//!   (degree doubled from 16 until the two trailing coefficients of every entry are below
-//!   [`CHEB_TOL`] of that entry's largest node value, at most [`MAX_DEGREE`]).
+//!   (degree doubled from [`START_DEGREE`] until the two trailing coefficients of every entry are below
+//!   [`CHEB_TOL`] of its block's scale: max √(G_tt G_uu) for G, the row maximum for a
+//!   photometric row, max |d_t| for d; at most [`MAX_DEGREE`]).
 //! * The spectral part of h is evaluated exactly with the adjoint of L = R·rebin, once per
 //!   data vector: y = Lᵀ(√ivar·b_s) on the template range and q = Σ √ivar·b_s·(L·DZ), so
 //!   h_t(τ) = Σ_j (F_tj Z_j y_j) A_j(τ) + d_t(τ)·q, at the cost of the exponentials on the
@@ -25,16 +26,18 @@
 //! Squaring the condition number and the Chebyshev rounding (≈ ε·max over τ) cost accuracy
 //! at the ~1e-10 relative level, far below the Monte Carlo scatter being measured.
 
-use super::specmodel::{fill, setup, JointData, JointWorkspace};
+use super::specmodel::{attenuation_fast, fill, setup, JointData, JointWorkspace};
 use super::varpro::{TAUV_BOUNDS, TAUV_XATOL};
 use crate::kernels::brent::{minimize_bounded, BoundedOptions};
 use crate::kernels::KernelError;
 
+/// First Chebyshev degree tried (doubled until converged).
+pub const START_DEGREE: usize = 24;
 /// Largest Chebyshev degree (the builder returns `None` beyond it).
 pub const MAX_DEGREE: usize = 128;
-/// Convergence threshold of the trailing Chebyshev coefficients, relative to each entry's
-/// largest absolute node value.
-pub const CHEB_TOL: f64 = 1e-14;
+/// Convergence threshold of the trailing Chebyshev coefficients, relative to the block
+/// scale of each entry (see the module docs).
+pub const CHEB_TOL: f64 = 1e-12;
 
 /// Chebyshev model of a target's joint design for fast refits (see module docs).
 #[derive(Debug, Clone)]
@@ -59,6 +62,7 @@ pub struct JointCheb {
     h: Vec<f64>,
     g: Vec<f64>,
     x: Vec<f64>,
+    atten: Vec<f64>,
 }
 
 /// Result of one [`JointCheb::fit`].
@@ -145,7 +149,7 @@ impl JointCheb {
         let node = |j: usize, n: usize| {
             0.5 * (lo + hi) + 0.5 * (hi - lo) * (std::f64::consts::PI * j as f64 / n as f64).cos()
         };
-        let mut n = 16;
+        let mut n = START_DEGREE;
         let mut vals = vec![0.0; (n + 1) * ne];
         for j in 0..=n {
             Self::node_values(data, node(j, n), ws, nt, &mut vals[j * ne..(j + 1) * ne]);
@@ -155,11 +159,40 @@ impl JointCheb {
                 return Ok(None);
             }
             let coef = lobatto_coefficients(&vals, n, ne);
+            // Accuracy is judged per block against the block's scale (what χ² sees): G_tu
+            // against max √(G_tt G_uu), a photometric row against its largest entry, d
+            // against max |d_t|.
+            let scale = |e: usize| -> f64 {
+                let mut m = 0.0f64;
+                for j in 0..=n {
+                    let v = &vals[j * ne..(j + 1) * ne];
+                    let s = if e < nt * nt {
+                        let (t, u) = (e / nt, e % nt);
+                        (v[t * nt + t] * v[u * nt + u]).abs().sqrt()
+                    } else if e < nt * nt + nb * nt {
+                        let p = (e - nt * nt) / nt;
+                        let row = &v[nt * nt + p * nt..nt * nt + (p + 1) * nt];
+                        row.iter().fold(0.0f64, |a, x| a.max(x.abs()))
+                    } else {
+                        v[nt * nt + nb * nt..].iter().fold(0.0f64, |a, x| a.max(x.abs()))
+                    };
+                    m = m.max(s);
+                }
+                m
+            };
             let converged = (0..ne).all(|e| {
-                let maxabs = (0..=n).map(|j| vals[j * ne + e].abs()).fold(0.0, f64::max);
                 let tail = coef[(n - 1) * ne + e].abs().max(coef[n * ne + e].abs());
-                tail <= CHEB_TOL * maxabs
+                tail <= CHEB_TOL * scale(e)
             });
+            if std::env::var_os("FSF_TRF_DEBUG").is_some() {
+                let mut worst = vec![0.0f64; 3];
+                for e in 0..ne {
+                    let tail = coef[(n - 1) * ne + e].abs().max(coef[n * ne + e].abs());
+                    let b = if e < nt * nt { 0 } else if e < nt * nt + nb * nt { 1 } else { 2 };
+                    worst[b] = worst[b].max(tail / scale(e).max(1e-300));
+                }
+                eprintln!("cheb degree {n}: worst tail/scale G {:.1e} phot {:.1e} d {:.1e}", worst[0], worst[1], worst[2]);
+            }
             if converged {
                 break coef;
             }
@@ -197,6 +230,7 @@ impl JointCheb {
             h: vec![0.0; nt],
             g: vec![0.0; nt * nt],
             x: vec![0.0; nt],
+            atten: vec![0.0; nr],
         }))
     }
 
@@ -304,9 +338,8 @@ impl JointCheb {
         self.eval_entries(tauv);
         // h_s
         self.h.fill(0.0);
-        let mt = -tauv;
-        for (uj, &k) in self.u.chunks_exact(nt).zip(&self.klambda) {
-            let a = (mt * k).exp();
+        attenuation_fast(tauv, &self.klambda, &mut self.atten);
+        for (uj, &a) in self.u.chunks_exact(nt).zip(&self.atten) {
             for (h, u) in self.h.iter_mut().zip(uj) {
                 *h += u * a;
             }

@@ -26,7 +26,7 @@
 //! *last model the optimiser evaluated* (the final finite-difference probe x̂ + h·e_last);
 //! this port rebuilds the model at x̂ (a relative difference of ~1e-8).
 
-use super::specmodel::SpecOperator;
+use super::specmodel::{attenuation_fast, SpecOperator};
 use crate::kernels::trf::Problem;
 use crate::kernels::vdisp::{
     convolve_direct, convolve_from_pre, PreCache, VdispGrid, VdispWorkspace,
@@ -308,9 +308,9 @@ impl<'a> VdispProblem<'a> {
         self.slots.swap(0, 1);
         let op = self.m.op;
         let (jlo, jhi) = (self.wlo, self.whi);
-        let mt = -tauv;
+        attenuation_fast(tauv, &self.m.klambda[jlo..jhi], &mut self.atten[jlo..jhi]);
         for j in jlo..jhi {
-            self.atten[j] = (mt * self.m.klambda[j]).exp() * self.m.zfactors[j];
+            self.atten[j] *= self.m.zfactors[j];
         }
         let na = self.act.len();
         let nw = self.nwave;
@@ -409,9 +409,10 @@ impl VdispProblem<'_> {
             )?;
             self.n_conv += 1;
         }
-        let mt = -tauv;
-        for j in self.wlo..self.whi {
-            self.yz[j] = self.ycomb[j] * (mt * self.m.klambda[j]).exp() * self.m.zfactors[j];
+        let (lo, hi) = (self.wlo, self.whi);
+        attenuation_fast(tauv, &self.m.klambda[lo..hi], &mut self.atten[lo..hi]);
+        for j in lo..hi {
+            self.yz[j] = self.ycomb[j] * self.atten[j] * self.m.zfactors[j];
         }
         let op = self.m.op;
         for (a, &i) in self.act.iter().enumerate() {
