@@ -549,13 +549,7 @@ pub fn fit_fastspec(
                 |prob: &mut VdispProblem<'_>, flux: &[f64]| -> Result<Vec<f64>, KernelError> {
                     prob.set_data(flux)?;
                     let mut x = x0.clone();
-                    let _sum = least_squares_fd(prob, &mut x, &lb, &ub, &opts, &mut tws)?;
-                    if std::env::var_os("FSF_TRF_DEBUG").is_some() {
-                        eprintln!(
-                            "TRF nfev {} njev {} status {:?} x1 {} pslots {} convs {}",
-                            _sum.nfev, _sum.njev, _sum.status, x[1], prob.n_pfill, prob.n_conv
-                        );
-                    }
+                    least_squares_fd(prob, &mut x, &lb, &ub, &opts, &mut tws)?;
                     if let Some(e) = prob.error.take() {
                         return Err(e);
                     }
@@ -700,9 +694,6 @@ pub fn fit_fastspec(
         let mut dn_mc = Vec::with_capacity(inp.nmonte);
         // one Chebyshev/Gram model of the design serves every refit (see `jointcheb`)
         let mut cheb = JointCheb::new(&joint!(&sfa_main, &objflam), &mut ws.joint)?;
-        if std::env::var_os("FSF_TRF_DEBUG").is_some() {
-            eprintln!("joint Chebyshev degree {:?}", cheb.as_ref().map(|c| c.degree()));
-        }
         for (of, sf) in objflam_mc.iter().zip(&specflux_mc) {
             let sfa: Vec<f64> = sf.iter().map(|v| v * apercorr).collect();
             let (tauv, coeff) = match cheb.as_mut() {

@@ -38,6 +38,10 @@
 //! first); NNLS failure → χ² = +∞ inside Brent and zero coefficients in the final solve.
 //! All scratch lives in a [`JointWorkspace`] (no allocation per evaluation).
 
+#![allow(
+    clippy::needless_range_loop,
+    reason = "index loops over several same-length vectors in the numeric kernels"
+)]
 use super::model::PhotModel;
 use super::varpro::{TAUV_BOUNDS, TAUV_XATOL};
 use crate::kernels::brent::{minimize_bounded, BoundedOptions};
@@ -244,6 +248,11 @@ impl SpecOperator {
             jlo,
             jhi,
         })
+    }
+
+    /// Number of stored weights of L.
+    pub fn nnz(&self) -> usize {
+        self.rows.w.len()
     }
 
     /// (L·y)_i for a template-grid spectrum `y` (full grid), row `i` of the hstacked array.

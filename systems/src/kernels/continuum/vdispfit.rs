@@ -26,6 +26,10 @@
 //! *last model the optimiser evaluated* (the final finite-difference probe x̂ + h·e_last);
 //! this port rebuilds the model at x̂ (a relative difference of ~1e-8).
 
+#![allow(
+    clippy::needless_range_loop,
+    reason = "index loops over several same-length vectors in the numeric kernels"
+)]
 use super::specmodel::{attenuation_fast, SpecOperator};
 use crate::kernels::trf::Problem;
 use crate::kernels::vdisp::{
