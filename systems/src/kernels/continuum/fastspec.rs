@@ -18,9 +18,27 @@
 //!    realisations, continuum-model realisations);
 //! 7. observed Dn4000 (§4.11) and the smooth continuum + SMOOTHCORR (§4.8).
 //!
-//! Deviations: see [`super::vdispfit`] (the aperture model after the σ fit is rebuilt at x̂)
-//! and [`super::specmodel`] (L = R·rebin is applied as one banded operator; only non-zero
-//! weighted rows enter the NNLS); both change results at the rounding level only.
+//! Deviations: see [`super::vdispfit`] (the aperture model after the σ fit is rebuilt at x̂;
+//! the TRF residual vector holds only weighted pixels), [`super::specmodel`] (L = R·rebin is
+//! applied as one banded operator; only non-zero weighted rows enter the NNLS) and
+//! [`super::jointcheb`] (the Monte Carlo refits of the final fit use a Chebyshev/Gram form of
+//! the same objective). All change results at the rounding level (measured against
+//! FastSpecFit on both real targets: scalars within ~1e-8 relative, Monte Carlo τ_V within
+//! 5e-8, TAUV_IVAR within 2e-8; the σ TRF fit within 3e-5 of σ̂, VDISP_IVAR within 0.2%).
+//!
+//! # Cost (what is cached)
+//! Per target: the operator L (template grid → hstacked pixels), the zfactors and trapezoid
+//! weights; per template set, F·Z on L's template range, F·w and L·(D·Z) ([`SpecBasis`]).
+//! Dust attenuation multiplies the rest-frame model before the (linear) rebinning, so no
+//! τ-dependent product can be moved through L: a VARPRO evaluation costs the exponentials on
+//! the range and nT·nnz(L) multiply–adds. The 50 Monte Carlo refits of the final fit share
+//! one Chebyshev model of the τ-dependent, data-independent Gram matrix (25 design fills) and
+//! evaluate the data-dependent part through Lᵀ once per realisation ([`super::jointcheb`]).
+//! The σ TRF fit caches per-template columns only where the finite-difference coefficient
+//! probes need them ([`super::vdispfit`]). Measured (release, 2 shared cores, load ≈ 2–5):
+//! 80613 (σ fallback) 25–40 ms with nmonte 0, 110–170 ms with nmonte 50; 27247 15–20 ms /
+//! 75–115 ms; 80613 with the σ TRF fit forced: ≈ 100 ms with nmonte 0, ≈ 3 s with nmonte 50
+//! (each σ Monte Carlo realisation is a full TRF fit from FastSpecFit's x0, ≈ 75 iterations).
 
 use super::fastphot::{reduced_chi2, F32MAX};
 use super::jointcheb::JointCheb;
@@ -312,6 +330,13 @@ pub fn fit_fastspec(
         || t.flux_nolines_nomvdisp.len() != ntot * nw
         || t.mstar.len() != ntot
         || t.conv_pre_nolines.ntemplate != ntot
+        || t.conv_pre_nolines.ft_re.len() != ntot * (t.conv_pre_nolines.fft_len / 2 + 1)
+        || t.conv_pre_nolines.ft_im.len() != t.conv_pre_nolines.ft_re.len()
+        || !t
+            .conv_pre_nolines
+            .flux_outer
+            .len()
+            .is_multiple_of(ntot.max(1))
     {
         return Err(KernelError::Shape("fastspec: template arrays".into()));
     }

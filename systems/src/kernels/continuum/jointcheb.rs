@@ -493,3 +493,50 @@ pub fn nnls_gram(g: &[f64], h: &[f64], nt: usize, x: &mut [f64]) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::nnls::{nnls, MatRef, NnlsOptions, NnlsWorkspace};
+
+    /// The normal-equation NNLS gives scipy-NNLS's solution on problems with active bounds.
+    #[test]
+    fn gram_nnls_matches_nnls() {
+        let (m, n) = (60, 5);
+        for seed in 0..20u64 {
+            let mut st = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let mut rnd = || {
+                st = st
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((st >> 11) as f64) / ((1u64 << 53) as f64) - 0.5
+            };
+            let a: Vec<f64> = (0..m * n).map(|_| rnd()).collect();
+            let b: Vec<f64> = (0..m).map(|_| rnd()).collect();
+            let mut x = vec![0.0; n];
+            nnls(
+                MatRef::from_column_major_slice(&a, m, n),
+                &b,
+                &mut x,
+                &NnlsOptions::default(),
+                &mut NnlsWorkspace::default(),
+            )
+            .unwrap();
+            let mut g = vec![0.0; n * n];
+            let mut h = vec![0.0; n];
+            for t in 0..n {
+                for u in 0..n {
+                    g[t * n + u] = (0..m).map(|i| a[t * m + i] * a[u * m + i]).sum();
+                }
+                h[t] = (0..m).map(|i| a[t * m + i] * b[i]).sum();
+            }
+            let mut y = vec![0.0; n];
+            assert!(nnls_gram(&g, &h, n, &mut y));
+            for (p, q) in x.iter().zip(&y) {
+                assert!((p - q).abs() < 1e-10, "seed {seed}: {x:?} vs {y:?}");
+            }
+        }
+    }
+}

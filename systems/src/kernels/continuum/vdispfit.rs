@@ -453,3 +453,62 @@ impl Problem for VdispProblem<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_decision() {
+        // FastSpecFit 80613: Δχ² = 3.2 < 25 → failure
+        let c = [3107.63, 3105.67, 3105.69, 3106.51, 3107.67, 3108.89];
+        assert_eq!(scan_minimum(&c), None);
+        assert_eq!(
+            scan_minimum(&[100.0, 80.0, 60.0, 70.0, 90.0, 120.0]),
+            Some(2)
+        );
+        // minimum on an end point → failure
+        assert_eq!(scan_minimum(&[50.0, 80.0, 90.0, 95.0, 99.0, 120.0]), None);
+        // smallest of several local minima; ties → lower index
+        assert_eq!(
+            scan_minimum(&[200.0, 100.0, 150.0, 100.0, 160.0, 300.0]),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn coverage_and_window() {
+        // two overlapping "cameras": the window search runs on the unsorted array
+        let mut w: Vec<f64> = (0..100).map(|i| 3600.0 + 20.0 * i as f64).collect();
+        w.extend((0..100).map(|i| 5400.0 + 20.0 * i as f64));
+        let (ok, (s, e)) = can_compute_vdisp(0.0, &w);
+        assert!(ok);
+        assert_eq!(s, 10); // 3800 Å
+                           // left bisection of 6000 Å in the unsorted array (NumPy's searchsorted)
+        let (mut lo, mut hi) = (0usize, w.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if w[mid] < 6000.0 {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        assert_eq!(e, lo);
+        assert!(!can_compute_vdisp(1.0, &w).0);
+    }
+
+    #[test]
+    fn mstar_relation() {
+        // Σc·mstar = 1 → log M★ = 10 → σ★ = 10^(2.30 − 0.25) ≈ 112.2 km/s
+        let (k, logm) =
+            vdisp_from_mstar(&[0.5, 0.5], &[1.0, 1.0], 1e10, 90.0, (50.0, 500.0)).unwrap();
+        assert!((logm - 10.0).abs() < 1e-12);
+        let vs = 10f64.powf(2.05);
+        assert!((k - (vs * vs - 8100.0).sqrt()).abs() < 1e-9);
+        assert!(vdisp_from_mstar(&[0.0, 0.0], &[1.0, 1.0], 1e10, 90.0, (50.0, 500.0)).is_none());
+        // clipped to the bounds
+        let (k, _) = vdisp_from_mstar(&[1e-6], &[1.0], 1e10, 90.0, (50.0, 500.0)).unwrap();
+        assert_eq!(k, 50.0);
+    }
+}
