@@ -30,7 +30,7 @@
     clippy::needless_range_loop,
     reason = "index loops over several same-length vectors in the numeric kernels"
 )]
-use super::specmodel::{attenuation_fast, fill, setup, JointData, JointWorkspace};
+use super::specmodel::{attenuation_into, fill, setup, JointData, JointWorkspace};
 use super::varpro::{TAUV_BOUNDS, TAUV_XATOL};
 use crate::kernels::brent::{minimize_bounded, BoundedOptions};
 use crate::kernels::KernelError;
@@ -335,7 +335,7 @@ impl JointCheb {
         self.eval_entries(tauv);
         // h_s
         self.h.fill(0.0);
-        attenuation_fast(tauv, &self.klambda, &mut self.atten);
+        attenuation_into(tauv, &self.klambda, &mut self.atten);
         for (uj, &a) in self.u.chunks_exact(nt).zip(&self.atten) {
             for (h, u) in self.h.iter_mut().zip(uj) {
                 *h += u * a;

@@ -498,7 +498,7 @@ pub(super) fn fill(data: &JointData<'_>, tauv: f64, ws: &mut JointWorkspace) {
         _ => (0, nw),
     };
     ws.atten.resize(nw, 0.0);
-    attenuation_fast(tauv, &data.klambda[a0..a1], &mut ws.atten[a0..a1]);
+    attenuation_into(tauv, &data.klambda[a0..a1], &mut ws.atten[a0..a1]);
     ws.d.clear();
     ws.d.resize(nt, 0.0);
     if dust {
@@ -661,7 +661,7 @@ pub fn varpro_joint(
 
 /// out_j = exp(−τ·k_j), the dust attenuation on a slice of the grid (one place for every
 /// fill; `wide`'s polynomial exponential was measured slower than libm's without AVX).
-pub fn attenuation_fast(tauv: f64, k: &[f64], out: &mut [f64]) {
+pub fn attenuation_into(tauv: f64, k: &[f64], out: &mut [f64]) {
     let mt = -tauv;
     for (o, kk) in out.iter_mut().zip(k) {
         *o = (mt * kk).exp();

@@ -30,7 +30,7 @@
     clippy::needless_range_loop,
     reason = "index loops over several same-length vectors in the numeric kernels"
 )]
-use super::specmodel::{attenuation_fast, SpecOperator};
+use super::specmodel::{attenuation_into, SpecOperator};
 use crate::kernels::trf::Problem;
 use crate::kernels::vdisp::{
     convolve_direct, convolve_from_pre, PreCache, VdispGrid, VdispWorkspace,
@@ -312,7 +312,7 @@ impl<'a> VdispProblem<'a> {
         self.slots.swap(0, 1);
         let op = self.m.op;
         let (jlo, jhi) = (self.wlo, self.whi);
-        attenuation_fast(tauv, &self.m.klambda[jlo..jhi], &mut self.atten[jlo..jhi]);
+        attenuation_into(tauv, &self.m.klambda[jlo..jhi], &mut self.atten[jlo..jhi]);
         for j in jlo..jhi {
             self.atten[j] *= self.m.zfactors[j];
         }
@@ -414,7 +414,7 @@ impl VdispProblem<'_> {
             self.n_conv += 1;
         }
         let (lo, hi) = (self.wlo, self.whi);
-        attenuation_fast(tauv, &self.m.klambda[lo..hi], &mut self.atten[lo..hi]);
+        attenuation_into(tauv, &self.m.klambda[lo..hi], &mut self.atten[lo..hi]);
         for j in lo..hi {
             self.yz[j] = self.ycomb[j] * self.atten[j] * self.m.zfactors[j];
         }
