@@ -166,6 +166,7 @@ fn run(
     c: &Case,
     nmonte: usize,
     scan_override: Option<bool>,
+    vdisp_bounds: Option<(f64, f64)>,
 ) -> (FastspecResult, f64) {
     let cams: Vec<CameraData<'_>> = (0..c.waves.len())
         .map(|k| CameraData {
@@ -204,7 +205,7 @@ fn run(
         mstar: &t.mstar,
         sigma_c3k: t.sigma_c3k_kms,
         vdisp_nominal_kernel: t.vdisp_nominal_kernel_kms,
-        vdisp_bounds: t.vdisp_bounds_kms,
+        vdisp_bounds: vdisp_bounds.unwrap_or(t.vdisp_bounds_kms),
     };
     let fi = FastspecInputs {
         tpl: ft,
@@ -247,7 +248,14 @@ fn compare(tag: &str) {
     let o = &fx["outputs"];
     let t = templates();
     let c = load_case(inp);
-    let (r, secs) = run(&t, inp, &c, inp["nmonte"].as_u64().unwrap() as usize, None);
+    let (r, secs) = run(
+        &t,
+        inp,
+        &c,
+        inp["nmonte"].as_u64().unwrap() as usize,
+        None,
+        None,
+    );
     eprintln!("{tag}: continuum fit with nmonte 50 took {secs:.3} s (this build profile)");
     let kept: Vec<f64> = r
         .coeff
@@ -372,7 +380,7 @@ fn fastspec_vdisp_trf_80613() {
     let t = templates();
     let c = load_case(inp);
     let nmc = trf["nmonte"].as_u64().unwrap() as usize;
-    let (r, secs) = run(&t, inp, &c, nmc, Some(true));
+    let (r, secs) = run(&t, inp, &c, nmc, Some(true), None);
     eprintln!("80613 forced TRF with nmonte {nmc}: {secs:.3} s");
     assert!(r.vdisp_fitted);
     let call = trf["calls"]
@@ -407,6 +415,40 @@ fn fastspec_vdisp_trf_80613() {
     assert!(rel(got, want) < 0.05);
 }
 
+#[test]
+fn fastspec_fixed_vdisp_80613() {
+    // --vdisp-bounds 0 0: no scan, no fallback, templates at native resolution
+    let fx = fixture("80613");
+    let fixed = fixture("80613_fixed");
+    let inp = &fx["inputs"];
+    let t = templates();
+    let c = load_case(inp);
+    let (r, _) = run(&t, inp, &c, 0, None, Some((0.0, 0.0)));
+    assert_eq!(r.vdisp_kernel, f(&fixed["vdisp_kernel"]));
+    assert!((r.vdisp - t.sigma_c3k_kms).abs() < 1e-12);
+    assert_eq!(r.vdisp_ivar, 0.0);
+    check_coeff(&r.coeff, &fv(&fixed["coeff"]), "fixed-vdisp coeff");
+    eprintln!(
+        "fixed vdisp: tauv {} vs {}, rchi2_cont {} vs {}, apercorr {} vs {}",
+        r.tauv_fit,
+        f(&fixed["tauv"]),
+        r.rchi2_cont,
+        f(&fixed["rchi2_cont"]),
+        r.apercorr,
+        f(&fixed["apercorr"])
+    );
+    assert!((r.tauv_fit - f(&fixed["tauv"])).abs() < 1e-3);
+    assert!(rel(r.rchi2_cont, f(&fixed["rchi2_cont"])) < 1e-3);
+    assert!(rel(r.rchi2_phot, f(&fixed["rchi2_phot"])) < 1e-3);
+    assert!(rel(r.apercorr, f(&fixed["apercorr"])) < 1e-3);
+    assert!((r.dn4000_model_fit - f(&fixed["dn4000_model"])).abs() < 1e-3);
+    for (a, b) in r.smoothcorr.iter().zip(fv(&fixed["smoothstats"])) {
+        assert!((a - 100.0 * b).abs() < 1e-3 * (100.0 * b).abs().max(1e-2));
+    }
+    // no Monte Carlo: TAUV reported as fitted, no ivars
+    assert!(r.mc_tauv.is_empty() && r.tauv == r.tauv_fit && r.tauv_ivar == 0.0);
+}
+
 /// Timing of the continuum fit per target (run with `--release -- --ignored`).
 #[test]
 #[ignore]
@@ -419,9 +461,23 @@ fn fastspec_continuum_timing() {
         for nmonte in [0usize, 50] {
             let mut best = f64::INFINITY;
             for _ in 0..3 {
-                best = best.min(run(&t, inp, &c, nmonte, None).1);
+                best = best.min(run(&t, inp, &c, nmonte, None, None).1);
             }
             eprintln!("TIMING {tag} nmonte={nmonte}: {:.1} ms", best * 1e3);
         }
+    }
+    // the σ TRF branch (80613 with the scan forced to succeed)
+    let fx = fixture("80613");
+    let inp = &fx["inputs"];
+    let c = load_case(inp);
+    for nmonte in [0usize, 50] {
+        let mut best = f64::INFINITY;
+        for _ in 0..2 {
+            best = best.min(run(&t, inp, &c, nmonte, Some(true), None).1);
+        }
+        eprintln!(
+            "TIMING 80613 forced σ fit nmonte={nmonte}: {:.1} ms",
+            best * 1e3
+        );
     }
 }

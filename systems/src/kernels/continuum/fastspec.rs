@@ -18,11 +18,30 @@
 //!    realisations, continuum-model realisations);
 //! 7. observed Dn4000 (§4.11) and the smooth continuum + SMOOTHCORR (§4.8).
 //!
-//! Deviations: see [`super::vdispfit`] (the aperture model after the σ fit is rebuilt at x̂)
-//! and [`super::specmodel`] (L = R·rebin is applied as one banded operator; only non-zero
-//! weighted rows enter the NNLS); both change results at the rounding level only.
+//! Deviations: see [`super::vdispfit`] (the aperture model after the σ fit is rebuilt at x̂;
+//! the TRF residual vector holds only weighted pixels), [`super::specmodel`] (L = R·rebin is
+//! applied as one banded operator; only non-zero weighted rows enter the NNLS) and
+//! [`super::jointcheb`] (the Monte Carlo refits of the final fit use a Chebyshev/Gram form of
+//! the same objective). All change results at the rounding level (measured against
+//! FastSpecFit on both real targets: scalars within ~1e-8 relative, Monte Carlo τ_V within
+//! 5e-8, TAUV_IVAR within 2e-8; the σ TRF fit within 3e-5 of σ̂, VDISP_IVAR within 0.2%).
+//!
+//! # Cost (what is cached)
+//! Per target: the operator L (template grid → hstacked pixels), the zfactors and trapezoid
+//! weights; per template set, F·Z on L's template range, F·w and L·(D·Z) ([`SpecBasis`]).
+//! Dust attenuation multiplies the rest-frame model before the (linear) rebinning, so no
+//! τ-dependent product can be moved through L: a VARPRO evaluation costs the exponentials on
+//! the range and nT·nnz(L) multiply–adds. The 50 Monte Carlo refits of the final fit share
+//! one Chebyshev model of the τ-dependent, data-independent Gram matrix (25 design fills) and
+//! evaluate the data-dependent part through Lᵀ once per realisation ([`super::jointcheb`]).
+//! The σ TRF fit caches per-template columns only where the finite-difference coefficient
+//! probes need them ([`super::vdispfit`]). Measured (release, 2 shared cores, load ≈ 2–5):
+//! 80613 (σ fallback) 25–40 ms with nmonte 0, 110–170 ms with nmonte 50; 27247 15–20 ms /
+//! 75–115 ms; 80613 with the σ TRF fit forced: ≈ 100 ms with nmonte 0, ≈ 3 s with nmonte 50
+//! (each σ Monte Carlo realisation is a full TRF fit from FastSpecFit's x0, ≈ 75 iterations).
 
 use super::fastphot::{reduced_chi2, F32MAX};
+use super::jointcheb::JointCheb;
 use super::model::{PhotModel, TemplateArrays, FLUXNORM, MASSNORM};
 use super::photvec::phot_vector;
 use super::rng::{Pcg64, Ziggurat};
@@ -39,7 +58,7 @@ use crate::kernels::filters::FilterCurve;
 use crate::kernels::igm::Inoue14;
 use crate::kernels::stats::{median, TINY};
 use crate::kernels::synthphot::{photflam_factor, FilterPre};
-use crate::kernels::trf::{least_squares_fd, TrSolver, TrfOptions, TrfWorkspace, XScale};
+use crate::kernels::trf::{least_squares_fd, Problem, TrSolver, TrfOptions, TrfWorkspace, XScale};
 use crate::kernels::vdisp::{convolve_direct_rows, PreCache, VdispGrid, VdispWorkspace};
 use crate::kernels::KernelError;
 
@@ -311,6 +330,13 @@ pub fn fit_fastspec(
         || t.flux_nolines_nomvdisp.len() != ntot * nw
         || t.mstar.len() != ntot
         || t.conv_pre_nolines.ntemplate != ntot
+        || t.conv_pre_nolines.ft_re.len() != ntot * (t.conv_pre_nolines.fft_len / 2 + 1)
+        || t.conv_pre_nolines.ft_im.len() != t.conv_pre_nolines.ft_re.len()
+        || !t
+            .conv_pre_nolines
+            .flux_outer
+            .len()
+            .is_multiple_of(ntot.max(1))
     {
         return Err(KernelError::Shape("fastspec: template arrays".into()));
     }
@@ -543,7 +569,7 @@ pub fn fit_fastspec(
                 x_scale: XScale::Jac,
                 tr_solver: TrSolver::Exact,
             };
-            let mut tws = TrfWorkspace::new(npix, n);
+            let mut tws = TrfWorkspace::new(prob.n_residuals(), n);
             let mut run =
                 |prob: &mut VdispProblem<'_>, flux: &[f64]| -> Result<Vec<f64>, KernelError> {
                     prob.set_data(flux)?;
@@ -609,42 +635,37 @@ pub fn fit_fastspec(
     let basis = SpecBasis::new(&op, &itf, nw, &st.zf, &st.tw, t.dustflux, true)?;
     let istd_ap: Vec<f64> = specistd.iter().map(|s| s / apercorr).collect();
     let dnw = dn4000_rest_window(t.wave);
-    let fit_full =
-        |of: &[f64],
-         sf: &[f64],
-         ws: &mut FastspecWorkspace|
-         -> Result<(super::specmodel::JointFit, Vec<f64>, Vec<f64>, f64), KernelError> {
-            let sfa: Vec<f64> = sf.iter().map(|v| v * apercorr).collect();
-            let fit = varpro_joint(
-                &JointData {
-                    spec: Some((&op, &basis)),
-                    specflux: &sfa,
-                    specistd: &istd_ap,
-                    phot: Some(&pmodel),
-                    objflam: of,
-                    objflamistd: &objistd,
-                    klambda: t.klambda,
-                },
-                &mut ws.joint,
-            )?;
-            let mut sed_nl = vec![0.0; nw];
-            let mut desi = vec![0.0; npix];
-            let mut dn = 0.0;
-            if !fit.coeff.iter().all(|&c| c == 0.0) {
-                pmodel.sed_nolines(&tarr, &fit.coeff, fit.tauv, &mut sed_nl);
-                op.apply(&sed_nl, &mut desi)?;
-                dn = dn4000(
-                    &t.wave[dnw.clone()],
-                    &sed_nl[dnw.clone()],
-                    None,
-                    None,
-                    &mut ws.dn,
-                )
-                .0;
+    let sfa_main: Vec<f64> = specflux.iter().map(|v| v * apercorr).collect();
+    macro_rules! joint {
+        ($sfa:expr, $of:expr) => {
+            JointData {
+                spec: Some((&op, &basis)),
+                specflux: $sfa,
+                specistd: &istd_ap,
+                phot: Some(&pmodel),
+                objflam: $of,
+                objflamistd: &objistd,
+                klambda: t.klambda,
             }
-            Ok((fit, sed_nl, desi, dn))
         };
-    let (fit, sed_nl, desi, dn_model) = fit_full(&objflam, &specflux, ws)?;
+    }
+    // line-free SED, continuum model and Dn4000 of a solution
+    let post = |coeff: &[f64],
+                tauv: f64,
+                dn: &mut Dn4000Scratch|
+     -> Result<(Vec<f64>, Vec<f64>, f64), KernelError> {
+        let mut sed_nl = vec![0.0; nw];
+        let mut desi = vec![0.0; npix];
+        let mut dnv = 0.0;
+        if !coeff.iter().all(|&c| c == 0.0) {
+            pmodel.sed_nolines(&tarr, coeff, tauv, &mut sed_nl);
+            op.apply(&sed_nl, &mut desi)?;
+            dnv = dn4000(&t.wave[dnw.clone()], &sed_nl[dnw.clone()], None, None, dn).0;
+        }
+        Ok((sed_nl, desi, dnv))
+    };
+    let fit = varpro_joint(&joint!(&sfa_main, &objflam), &mut ws.joint)?;
+    let (sed_nl, desi, dn_model) = post(&fit.coeff, fit.tauv, &mut ws.dn)?;
     let allzero = fit.coeff.iter().all(|&c| c == 0.0);
     let scatter = |c: &[f64]| {
         let mut full = vec![0.0; ntot];
@@ -696,10 +717,23 @@ pub fn fit_fastspec(
     // 6. Monte Carlo refits
     if !specflux_mc.is_empty() {
         let mut dn_mc = Vec::with_capacity(inp.nmonte);
+        // one Chebyshev/Gram model of the design serves every refit (see `jointcheb`)
+        let mut cheb = JointCheb::new(&joint!(&sfa_main, &objflam), &mut ws.joint)?;
         for (of, sf) in objflam_mc.iter().zip(&specflux_mc) {
-            let (f, _, desi_mc, dn) = fit_full(of, sf, ws)?;
-            out.mc_coeff.push(scatter(&f.coeff));
-            out.mc_tauv.push(f.tauv);
+            let sfa: Vec<f64> = sf.iter().map(|v| v * apercorr).collect();
+            let (tauv, coeff) = match cheb.as_mut() {
+                Some(c) => {
+                    let f = c.fit(&joint!(&sfa, of), &mut ws.joint)?;
+                    (f.tauv, f.coeff)
+                }
+                None => {
+                    let f = varpro_joint(&joint!(&sfa, of), &mut ws.joint)?;
+                    (f.tauv, f.coeff)
+                }
+            };
+            let (_, desi_mc, dn) = post(&coeff, tauv, &mut ws.dn)?;
+            out.mc_coeff.push(scatter(&coeff));
+            out.mc_tauv.push(tauv);
             dn_mc.push(dn);
             out.continuummodel_mc
                 .push(desi_mc.iter().map(|v| v / apercorr).collect());

@@ -5,6 +5,7 @@
 pub mod cheb;
 pub mod fastphot;
 pub mod fastspec;
+pub mod jointcheb;
 pub mod model;
 pub mod photvec;
 pub mod rng;

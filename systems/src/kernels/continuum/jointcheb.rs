@@ -1,0 +1,542 @@
+//! Fast VARPRO refits of one target's joint spectro-photometric fit for many data vectors
+//! (the Monte Carlo refits of SPEC §4.9). A pure speed device: same objective, same Brent,
+//! same NNLS solution (up to rounding) as [`super::specmodel::varpro_joint`].
+//!
+//! All Monte Carlo refits of a target share the design Ψ(τ) (the weights √ivar/apercorr and
+//! the photometric √ivar do not change, only the data b), so χ²(τ) and the NNLS can be
+//! written with
+//!
+//! ```text
+//! G(τ) = Ψᵀ Ψ  (nT×nT, data-independent),   h(τ) = Ψᵀ b,   χ² = bᵀb − 2cᵀh + cᵀGc.
+//! ```
+//!
+//! * G(τ) (spectral and photometric parts), the photometric rows Ψ_p(τ) and the energy-
+//!   balance factors d_t(τ) are entire functions of τ: they are replaced by Chebyshev
+//!   series on [0, 2] built once per target from direct design fills at Lobatto nodes
+//!   (degree doubled from [`START_DEGREE`] until the two trailing coefficients of every entry are below
+//!   [`CHEB_TOL`] of its block's scale: max √(G_tt G_uu) for G, the row maximum for a
+//!   photometric row, max |d_t| for d; at most [`MAX_DEGREE`]).
+//! * The spectral part of h is evaluated exactly with the adjoint of L = R·rebin, once per
+//!   data vector: y = Lᵀ(√ivar·b_s) on the template range and q = Σ √ivar·b_s·(L·DZ), so
+//!   h_t(τ) = Σ_j (F_tj Z_j y_j) A_j(τ) + d_t(τ)·q, at the cost of the exponentials on the
+//!   range and nT·range multiply–adds per τ.
+//! * NNLS is Lawson–Hanson on the normal equations (Cholesky of the passive block), which has
+//!   the same (unique, for full-rank Ψ) solution as scipy's NNLS on Ψ.
+//!
+//! Squaring the condition number and the Chebyshev rounding (≈ ε·max over τ) cost accuracy
+//! at the ~1e-10 relative level, far below the Monte Carlo scatter being measured.
+
+#![allow(
+    clippy::needless_range_loop,
+    reason = "index loops over several same-length vectors in the numeric kernels"
+)]
+use super::specmodel::{attenuation_into, fill, setup, JointData, JointWorkspace};
+use super::varpro::{TAUV_BOUNDS, TAUV_XATOL};
+use crate::kernels::brent::{minimize_bounded, BoundedOptions};
+use crate::kernels::KernelError;
+
+/// First Chebyshev degree tried (doubled until converged).
+pub const START_DEGREE: usize = 24;
+/// Largest Chebyshev degree (the builder returns `None` beyond it).
+pub const MAX_DEGREE: usize = 128;
+/// Convergence threshold of the trailing Chebyshev coefficients, relative to the block
+/// scale of each entry (see the module docs).
+pub const CHEB_TOL: f64 = 1e-12;
+
+/// Chebyshev model of a target's joint design for fast refits (see module docs).
+#[derive(Debug, Clone)]
+pub struct JointCheb {
+    nt: usize,
+    /// entries per node: nt² (G) + nb·nt (Ψ_p) + nt (d)
+    ne: usize,
+    nb: usize,
+    degree: usize,
+    coef: Vec<f64>,
+    /// Template-range offset and the interleaved F·Z `[range][nt]` (copy of the basis).
+    jlo: usize,
+    fz: Vec<f64>,
+    klambda: Vec<f64>,
+    dust: bool,
+    // scratch
+    e: Vec<f64>,
+    b1: Vec<f64>,
+    b2: Vec<f64>,
+    y: Vec<f64>,
+    u: Vec<f64>,
+    h: Vec<f64>,
+    g: Vec<f64>,
+    x: Vec<f64>,
+    atten: Vec<f64>,
+}
+
+/// Result of one [`JointCheb::fit`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChebFit {
+    /// Best τ_V.
+    pub tauv: f64,
+    /// Coefficients.
+    pub coeff: Vec<f64>,
+    /// χ² at the optimum.
+    pub chi2: f64,
+}
+
+fn to_x(tauv: f64) -> f64 {
+    let (lo, hi) = TAUV_BOUNDS;
+    (2.0 * tauv - (lo + hi)) / (hi - lo)
+}
+
+/// Chebyshev coefficients from values at the n + 1 Lobatto nodes cos(πj/n) (DCT-I).
+fn lobatto_coefficients(vals: &[f64], n: usize, ne: usize) -> Vec<f64> {
+    let mut coef = vec![0.0; (n + 1) * ne];
+    for k in 0..=n {
+        let ck = &mut coef[k * ne..(k + 1) * ne];
+        for j in 0..=n {
+            let w = if j == 0 || j == n { 0.5 } else { 1.0 };
+            let c = w * (std::f64::consts::PI * ((j * k) % (2 * n)) as f64 / n as f64).cos();
+            for (o, v) in ck.iter_mut().zip(&vals[j * ne..(j + 1) * ne]) {
+                *o += c * v;
+            }
+        }
+        let s = if k == 0 || k == n { 1.0 } else { 2.0 } / n as f64;
+        ck.iter_mut().for_each(|v| *v *= s);
+    }
+    coef
+}
+
+impl JointCheb {
+    /// Entries of G, Ψ_p and d at τ from a direct fill (into `out`, length `ne`).
+    fn node_values(
+        data: &JointData<'_>,
+        tauv: f64,
+        ws: &mut JointWorkspace,
+        nt: usize,
+        out: &mut [f64],
+    ) {
+        fill(data, tauv, ws);
+        let ns = ws.act.len();
+        let nb = ws.bands.len();
+        let m = ns + nb;
+        for t in 0..nt {
+            for u in t..nt {
+                let (ct, cu) = (&ws.psi[t * m..t * m + ns], &ws.psi[u * m..u * m + ns]);
+                let s: f64 = ct.iter().zip(cu).map(|(a, b)| a * b).sum();
+                out[t * nt + u] = s;
+                out[u * nt + t] = s;
+            }
+        }
+        for t in 0..nt {
+            for p in 0..nb {
+                out[nt * nt + p * nt + t] = ws.psi[t * m + ns + p];
+            }
+        }
+        for t in 0..nt {
+            out[nt * nt + nb * nt + t] = ws.d.get(t).copied().unwrap_or(0.0);
+        }
+    }
+
+    /// Build the model for `data` (its `specistd` and `objflamistd` are the weights of every
+    /// later refit; its fluxes are ignored). `None` if the series does not converge.
+    ///
+    /// # Errors
+    /// As [`super::specmodel::varpro_joint`].
+    pub fn new(data: &JointData<'_>, ws: &mut JointWorkspace) -> Result<Option<Self>, KernelError> {
+        let nt = data.nt();
+        let Some((op, basis)) = data.spec else {
+            return Err(KernelError::Shape(
+                "joint Chebyshev model: no spectrum".into(),
+            ));
+        };
+        setup(data, ws)?;
+        let nb = ws.bands.len();
+        let ne = nt * nt + nb * nt + nt;
+        let (lo, hi) = TAUV_BOUNDS;
+        let node = |j: usize, n: usize| {
+            0.5 * (lo + hi) + 0.5 * (hi - lo) * (std::f64::consts::PI * j as f64 / n as f64).cos()
+        };
+        let mut n = START_DEGREE;
+        let mut vals = vec![0.0; (n + 1) * ne];
+        for j in 0..=n {
+            Self::node_values(data, node(j, n), ws, nt, &mut vals[j * ne..(j + 1) * ne]);
+        }
+        let coef = loop {
+            if vals.iter().any(|v| !v.is_finite()) {
+                return Ok(None);
+            }
+            let coef = lobatto_coefficients(&vals, n, ne);
+            // Accuracy is judged per block against the block's scale (what χ² sees): G_tu
+            // against max √(G_tt G_uu), a photometric row against its largest entry, d
+            // against max |d_t|.
+            let scale = |e: usize| -> f64 {
+                let mut m = 0.0f64;
+                for j in 0..=n {
+                    let v = &vals[j * ne..(j + 1) * ne];
+                    let s = if e < nt * nt {
+                        let (t, u) = (e / nt, e % nt);
+                        (v[t * nt + t] * v[u * nt + u]).abs().sqrt()
+                    } else if e < nt * nt + nb * nt {
+                        let p = (e - nt * nt) / nt;
+                        let row = &v[nt * nt + p * nt..nt * nt + (p + 1) * nt];
+                        row.iter().fold(0.0f64, |a, x| a.max(x.abs()))
+                    } else {
+                        v[nt * nt + nb * nt..]
+                            .iter()
+                            .fold(0.0f64, |a, x| a.max(x.abs()))
+                    };
+                    m = m.max(s);
+                }
+                m
+            };
+            let converged = (0..ne).all(|e| {
+                let tail = coef[(n - 1) * ne + e].abs().max(coef[n * ne + e].abs());
+                tail <= CHEB_TOL * scale(e)
+            });
+            if converged {
+                break coef;
+            }
+            if 2 * n > MAX_DEGREE {
+                return Ok(None);
+            }
+            let n2 = 2 * n;
+            let mut v2 = vec![0.0; (n2 + 1) * ne];
+            for j in 0..=n2 {
+                if j % 2 == 0 {
+                    v2[j * ne..(j + 1) * ne].copy_from_slice(&vals[(j / 2) * ne..(j / 2 + 1) * ne]);
+                } else {
+                    Self::node_values(data, node(j, n2), ws, nt, &mut v2[j * ne..(j + 1) * ne]);
+                }
+            }
+            vals = v2;
+            n = n2;
+        };
+        let nr = op.jhi - op.jlo;
+        Ok(Some(JointCheb {
+            nt,
+            ne,
+            nb,
+            degree: n,
+            coef,
+            jlo: op.jlo,
+            fz: basis.fz.clone(),
+            klambda: data.klambda[op.jlo..op.jhi].to_vec(),
+            dust: basis.dust_emission,
+            e: vec![0.0; ne],
+            b1: vec![0.0; ne],
+            b2: vec![0.0; ne],
+            y: vec![0.0; nr],
+            u: vec![0.0; nr * nt],
+            h: vec![0.0; nt],
+            g: vec![0.0; nt * nt],
+            x: vec![0.0; nt],
+            atten: vec![0.0; nr],
+        }))
+    }
+
+    /// Chebyshev degree used.
+    pub fn degree(&self) -> usize {
+        self.degree
+    }
+
+    fn eval_entries(&mut self, tauv: f64) {
+        let (ne, n) = (self.ne, self.degree);
+        let x = to_x(tauv);
+        let x2 = 2.0 * x;
+        self.b1.fill(0.0);
+        self.b2.fill(0.0);
+        for k in (1..=n).rev() {
+            let a = &self.coef[k * ne..(k + 1) * ne];
+            for e in 0..ne {
+                let bk = a[e] + x2 * self.b1[e] - self.b2[e];
+                self.b2[e] = self.b1[e];
+                self.b1[e] = bk;
+            }
+        }
+        for e in 0..ne {
+            self.e[e] = self.coef[e] + x * self.b1[e] - self.b2[e];
+        }
+    }
+
+    /// Refit with new fluxes `data.specflux` / `data.objflam` (same weights and models as at
+    /// construction; `ws` must be the workspace the model was built with, or any workspace —
+    /// it is re-set-up here).
+    ///
+    /// # Errors
+    /// Non-finite data, shape mismatches.
+    pub fn fit(
+        &mut self,
+        data: &JointData<'_>,
+        ws: &mut JointWorkspace,
+    ) -> Result<ChebFit, KernelError> {
+        let Some((op, basis)) = data.spec else {
+            return Err(KernelError::Shape(
+                "joint Chebyshev model: no spectrum".into(),
+            ));
+        };
+        let ns = setup(data, ws)?;
+        if ws.bands.len() != self.nb {
+            return Err(KernelError::Shape(
+                "joint Chebyshev model: band set changed".into(),
+            ));
+        }
+        let nt = self.nt;
+        // adjoint: y = Lᵀ(istd·b_s), q = Σ istd·b_s·ldz
+        self.y.fill(0.0);
+        let mut q = 0.0;
+        for a in 0..ns {
+            let i = ws.act[a];
+            let v = ws.wact[a] * ws.b[a];
+            let s = op.rows.start[i] - self.jlo;
+            let w = &op.rows.w[op.rows.off[i]..op.rows.off[i + 1]];
+            for (o, &wq) in self.y[s..s + w.len()].iter_mut().zip(w) {
+                *o += wq * v;
+            }
+            if self.dust {
+                q += v * basis.ldz[i];
+            }
+        }
+        for ((u, f), &y) in self
+            .u
+            .chunks_exact_mut(nt)
+            .zip(self.fz.chunks_exact(nt))
+            .zip(&self.y)
+        {
+            for (a, b) in u.iter_mut().zip(f) {
+                *a = b * y;
+            }
+        }
+        let bb: f64 = ws.b.iter().map(|v| v * v).sum();
+        let bp: Vec<f64> = ws.b[ns..].to_vec();
+        let opts = BoundedOptions {
+            xatol: TAUV_XATOL,
+            maxiter: 500,
+        };
+        let res = minimize_bounded(
+            |t| self.objective(t, q, &bp, bb),
+            TAUV_BOUNDS.0,
+            TAUV_BOUNDS.1,
+            &opts,
+        )?;
+        let mut chi2 = self.objective(res.x, q, &bp, bb);
+        let mut coeff = self.x.clone();
+        if !chi2.is_finite() {
+            coeff.fill(0.0);
+            chi2 = bb;
+        }
+        Ok(ChebFit {
+            tauv: res.x,
+            coeff,
+            chi2,
+        })
+    }
+
+    /// χ²(τ) with the NNLS solution in `self.x` (+∞ on failure).
+    fn objective(&mut self, tauv: f64, q: f64, bp: &[f64], bb: f64) -> f64 {
+        let nt = self.nt;
+        let nb = self.nb;
+        self.eval_entries(tauv);
+        // h_s
+        self.h.fill(0.0);
+        attenuation_into(tauv, &self.klambda, &mut self.atten);
+        for (uj, &a) in self.u.chunks_exact(nt).zip(&self.atten) {
+            for (h, u) in self.h.iter_mut().zip(uj) {
+                *h += u * a;
+            }
+        }
+        let off_p = nt * nt;
+        let off_d = off_p + nb * nt;
+        for t in 0..nt {
+            let mut h = self.h[t];
+            if self.dust {
+                h += self.e[off_d + t] * q;
+            }
+            for (p, &b) in bp.iter().enumerate() {
+                h += self.e[off_p + p * nt + t] * b;
+            }
+            self.h[t] = h;
+        }
+        // G = G_s + Ψ_pᵀΨ_p
+        for t in 0..nt {
+            for u in 0..nt {
+                let mut g = self.e[t * nt + u];
+                for p in 0..nb {
+                    g += self.e[off_p + p * nt + t] * self.e[off_p + p * nt + u];
+                }
+                self.g[t * nt + u] = g;
+            }
+        }
+        if !nnls_gram(&self.g, &self.h, nt, &mut self.x) {
+            return f64::INFINITY;
+        }
+        let mut chi2 = bb;
+        for t in 0..nt {
+            chi2 -= 2.0 * self.x[t] * self.h[t];
+            for u in 0..nt {
+                chi2 += self.x[t] * self.g[t * nt + u] * self.x[u];
+            }
+        }
+        chi2.max(0.0)
+    }
+}
+
+/// Solve G_PP z = h_P by Cholesky (P = passive indices); false if not positive definite.
+fn solve_passive(g: &[f64], h: &[f64], nt: usize, p: &[usize], z: &mut [f64]) -> bool {
+    let k = p.len();
+    let mut l = vec![0.0; k * k];
+    for i in 0..k {
+        for j in 0..=i {
+            let mut s = g[p[i] * nt + p[j]];
+            for r in 0..j {
+                s -= l[i * k + r] * l[j * k + r];
+            }
+            if i == j {
+                if s <= 0.0 || !s.is_finite() {
+                    return false;
+                }
+                l[i * k + i] = s.sqrt();
+            } else {
+                l[i * k + j] = s / l[j * k + j];
+            }
+        }
+    }
+    let mut y = vec![0.0; k];
+    for i in 0..k {
+        let mut s = h[p[i]];
+        for r in 0..i {
+            s -= l[i * k + r] * y[r];
+        }
+        y[i] = s / l[i * k + i];
+    }
+    for i in (0..k).rev() {
+        let mut s = y[i];
+        for r in i + 1..k {
+            s -= l[r * k + i] * z[p[r]];
+        }
+        z[p[i]] = s / l[i * k + i];
+    }
+    true
+}
+
+/// Lawson–Hanson NNLS on the normal equations min cᵀGc − 2hᵀc, c ≥ 0, into `x`; false on
+/// failure (iteration limit or a singular passive block). As in Lawson–Hanson, a candidate
+/// whose unconstrained coefficient would not be positive is rejected for that step.
+pub fn nnls_gram(g: &[f64], h: &[f64], nt: usize, x: &mut [f64]) -> bool {
+    x.fill(0.0);
+    let mut passive = vec![false; nt];
+    let mut z = vec![0.0; nt];
+    let mut p: Vec<usize> = Vec::with_capacity(nt);
+    let mut cand: Vec<(usize, f64)> = Vec::with_capacity(nt);
+    let hmax = h.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let tol = 1e-13 * hmax;
+    let maxiter = 3 * nt + 10;
+    let mut iter = 0;
+    let passive_list = |passive: &[bool], p: &mut Vec<usize>| {
+        p.clear();
+        p.extend((0..passive.len()).filter(|&t| passive[t]));
+    };
+    loop {
+        cand.clear();
+        for j in 0..nt {
+            if !passive[j] {
+                let w = h[j] - (0..nt).map(|u| g[j * nt + u] * x[u]).sum::<f64>();
+                if w > tol {
+                    cand.push((j, w));
+                }
+            }
+        }
+        // largest dual first (ties: lower index)
+        cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut chosen = false;
+        for &(j, _) in &cand {
+            passive[j] = true;
+            passive_list(&passive, &mut p);
+            z.fill(0.0);
+            if solve_passive(g, h, nt, &p, &mut z) && z[j] > 0.0 {
+                chosen = true;
+                break;
+            }
+            passive[j] = false;
+        }
+        if !chosen {
+            return true;
+        }
+        loop {
+            iter += 1;
+            if iter > maxiter {
+                return false;
+            }
+            if p.iter().all(|&t| z[t] > 0.0) {
+                x.copy_from_slice(&z);
+                break;
+            }
+            let mut alpha = f64::INFINITY;
+            for &t in &p {
+                if z[t] <= 0.0 {
+                    alpha = alpha.min(x[t] / (x[t] - z[t]));
+                }
+            }
+            for t in 0..nt {
+                x[t] += alpha * (z[t] - x[t]);
+            }
+            for &t in &p {
+                if x[t] <= 0.0 {
+                    passive[t] = false;
+                    x[t] = 0.0;
+                }
+            }
+            passive_list(&passive, &mut p);
+            if p.is_empty() {
+                break;
+            }
+            z.fill(0.0);
+            if !solve_passive(g, h, nt, &p, &mut z) {
+                return false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::nnls::{nnls, MatRef, NnlsOptions, NnlsWorkspace};
+
+    /// The normal-equation NNLS gives scipy-NNLS's solution on problems with active bounds.
+    #[test]
+    fn gram_nnls_matches_nnls() {
+        let (m, n) = (60, 5);
+        for seed in 0..20u64 {
+            let mut st = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let mut rnd = || {
+                st = st
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((st >> 11) as f64) / ((1u64 << 53) as f64) - 0.5
+            };
+            let a: Vec<f64> = (0..m * n).map(|_| rnd()).collect();
+            let b: Vec<f64> = (0..m).map(|_| rnd()).collect();
+            let mut x = vec![0.0; n];
+            nnls(
+                MatRef::from_column_major_slice(&a, m, n),
+                &b,
+                &mut x,
+                &NnlsOptions::default(),
+                &mut NnlsWorkspace::default(),
+            )
+            .unwrap();
+            let mut g = vec![0.0; n * n];
+            let mut h = vec![0.0; n];
+            for t in 0..n {
+                for u in 0..n {
+                    g[t * n + u] = (0..m).map(|i| a[t * m + i] * a[u * m + i]).sum();
+                }
+                h[t] = (0..m).map(|i| a[t * m + i] * b[i]).sum();
+            }
+            let mut y = vec![0.0; n];
+            assert!(nnls_gram(&g, &h, n, &mut y));
+            for (p, q) in x.iter().zip(&y) {
+                assert!((p - q).abs() < 1e-10, "seed {seed}: {x:?} vs {y:?}");
+            }
+        }
+    }
+}
