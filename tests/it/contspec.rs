@@ -224,6 +224,7 @@ fn run(
         nmonte,
         seed: inp["seed"].as_u64().unwrap(),
         no_smooth_continuum: false,
+        fluxnorm: 1e17,
         vdisp_scan_override: scan_override,
     };
     let mut ws = FastspecWorkspace::default();

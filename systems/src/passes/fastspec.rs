@@ -265,6 +265,7 @@ fn fit_continuum_one(
         nmonte: sh.opts.nmonte,
         seed: seed as u64,
         no_smooth_continuum: sh.opts.no_smooth_continuum,
+        fluxnorm: sh.opts.fluxnorm,
         vdisp_scan_override: None,
     };
     let r = fit_fastspec(&inp, ws)?;

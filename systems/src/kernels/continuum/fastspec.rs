@@ -42,7 +42,7 @@
 
 use super::fastphot::{reduced_chi2, F32MAX};
 use super::jointcheb::JointCheb;
-use super::model::{PhotModel, TemplateArrays, FLUXNORM, MASSNORM};
+use super::model::{PhotModel, TemplateArrays, MASSNORM};
 use super::photvec::phot_vector;
 use super::rng::{Pcg64, Ziggurat};
 use super::smooth::{smooth_continuum, SmoothScratch};
@@ -133,6 +133,8 @@ pub struct FastspecInputs<'a> {
     pub seed: u64,
     /// `--no-smooth-continuum`.
     pub no_smooth_continuum: bool,
+    /// Flux normalisation of the data: `FLUXNORM` (1e17) for DESI spectra, 1 for stacks.
+    pub fluxnorm: f64,
     /// Diagnostics/testing: override the χ²-scan decision of the σ fit (`Some(true)` forces
     /// the TRF fit whenever the coverage allows one); `None` = FastSpecFit's rule.
     pub vdisp_scan_override: Option<bool>,
@@ -382,7 +384,7 @@ pub fn fit_fastspec(
         inp.phot_flam_ivar,
         inp.bands_to_fit,
         &lambda_eff,
-        FLUXNORM,
+        inp.fluxnorm,
         &mut objflam,
         &mut objivar,
     )?;
@@ -409,7 +411,7 @@ pub fn fit_fastspec(
         inp.igm,
         inp.z,
         inp.dlum_mpc,
-        FLUXNORM,
+        inp.fluxnorm,
         MASSNORM,
         &zwave,
         &mut zf,
@@ -607,7 +609,7 @@ pub fn fit_fastspec(
         for (k, f) in inp.synth_filters.iter().enumerate() {
             let pre = FilterPre::new(f, &st.zwave)?;
             let sedflam = pre.maggies(&contmodel, &st.zwave) * photflam_factor(f.lambda_eff);
-            let oa = FLUXNORM * inp.phot_flam[inp.aper_bands[k]];
+            let oa = inp.fluxnorm * inp.phot_flam[inp.aper_bands[k]];
             if oa > 0.0 && sedflam > 0.0 {
                 apercorrs[k] = oa / sedflam;
             }
@@ -631,7 +633,15 @@ pub fn fit_fastspec(
         flux_nolines: &itf_nl,
     };
     let krows: Vec<usize> = (0..nt).collect();
-    let pmodel = PhotModel::new(&tarr, &krows, inp.z, inp.dlum_mpc, inp.igm, inp.filters)?;
+    let pmodel = PhotModel::with_fluxnorm(
+        &tarr,
+        &krows,
+        inp.z,
+        inp.dlum_mpc,
+        inp.igm,
+        inp.filters,
+        inp.fluxnorm,
+    )?;
     let basis = SpecBasis::new(&op, &itf, nw, &st.zf, &st.tw, t.dustflux, true)?;
     let istd_ap: Vec<f64> = specistd.iter().map(|s| s / apercorr).collect();
     let dnw = dn4000_rest_window(t.wave);

@@ -93,6 +93,22 @@ impl PhotModel {
         igm: &Inoue14,
         filters: &[FilterCurve],
     ) -> Result<Self, KernelError> {
+        Self::with_fluxnorm(tpl, rows, z, dlum_mpc, igm, filters, FLUXNORM)
+    }
+
+    /// [`PhotModel::new`] with the data's flux normalisation (1 for stacks, SPEC §3.4).
+    ///
+    /// # Errors
+    /// As [`PhotModel::new`].
+    pub fn with_fluxnorm(
+        tpl: &TemplateArrays<'_>,
+        rows: &[usize],
+        z: f64,
+        dlum_mpc: f64,
+        igm: &Inoue14,
+        filters: &[FilterCurve],
+        fluxnorm: f64,
+    ) -> Result<Self, KernelError> {
         let nw = tpl.nwave();
         let ntot = tpl.flux.len() / nw.max(1);
         if nw == 0
@@ -108,7 +124,7 @@ impl PhotModel {
         }
         let zwave: Vec<f64> = tpl.wave.iter().map(|w| w * (1.0 + z)).collect();
         let mut zf = vec![0.0; nw];
-        dust::zfactors(igm, z, dlum_mpc, FLUXNORM, MASSNORM, &zwave, &mut zf)?;
+        dust::zfactors(igm, z, dlum_mpc, fluxnorm, MASSNORM, &zwave, &mut zf)?;
         let mut tw = vec![0.0; nw];
         dust::trapz_weights(tpl.wave, &mut tw)?;
         let integ = rows
