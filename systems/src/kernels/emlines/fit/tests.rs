@@ -859,3 +859,67 @@ fn timing() {
         );
     }
 }
+
+/// Diagnostic: every fitted number of both targets (incl. 50 MC refits) as
+/// exact bit patterns, to check that a speed-up leaves the results
+/// bit-identical (`FSF_DUMP=path`).
+#[test]
+#[ignore = "diagnostic dump"]
+fn dump_results() {
+    use std::fmt::Write as _;
+    let (pt, c) = config();
+    let mut ws = OptimizeWorkspace::default();
+    let mut s = String::new();
+    for tid in TARGETS {
+        let t = target(&pt, tid);
+        let mx = load(&format!("linefit/{tid}-mc.json"));
+        let rows: Vec<Vec<f64>> = mx["emlineflux_mc"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(f64s)
+            .collect();
+        let specflux_mc: Vec<f64> = (0..50)
+            .flat_map(|k| {
+                rows[k % rows.len()]
+                    .iter()
+                    .zip(&t.contsum)
+                    .map(|(e, c)| e + c)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let r = t.run(
+            &pt,
+            &c,
+            Some(MonteCarloInput {
+                specflux: &specflux_mc,
+                continuum: None,
+            }),
+            &mut ws,
+        );
+        let mut put = |name: &str, f: &LineFit| {
+            let _ = writeln!(s, "{tid} {name} nfev {} chi2 {:016x}", f.nfev, f.chi2.to_bits());
+            for v in f.values.iter().chain(&f.obsamps).chain(&f.model) {
+                let _ = write!(s, "{:016x} ", v.to_bits());
+            }
+            s.push('\n');
+        };
+        put("nobroad", &r.nobroad);
+        if let Some(b) = &r.broad {
+            put("broad", b);
+        }
+        if let Some(b) = &r.relaxed {
+            put("relaxed", b);
+        }
+        put("pref", &r.fit);
+        for (k, m) in r.mc.iter().enumerate() {
+            let _ = write!(s, "{tid} mc {k}: ");
+            for v in m.values.iter().chain(&m.obsamps).chain(&m.model) {
+                let _ = write!(s, "{:016x} ", v.to_bits());
+            }
+            s.push('\n');
+        }
+    }
+    let path = std::env::var("FSF_DUMP").unwrap_or_else(|_| "/tmp/fsf_dump.txt".into());
+    std::fs::write(path, s).expect("write dump");
+}
