@@ -190,11 +190,42 @@ impl EmlineJacobian {
         out: &mut [f64],
     ) {
         out.iter_mut().for_each(|x| *x = 0.0);
+        let nl = spec.restwave.len();
         for (cam, cj) in spec.cameras.iter().zip(&self.cams) {
             let uc = &u[cam.start..cam.start + cam.npix()];
-            for (k, &(s, e)) in cj.ends.iter().enumerate() {
-                let col = &cj.vals[k * cj.width..k * cj.width + (e - s)];
-                self.vfull[k] = col.iter().zip(&uc[s..e]).map(|(a, b)| a * b).sum();
+            let w = cj.width;
+            for j in 0..nl {
+                let (ka, kv, ks) = (j, nl + j, 2 * nl + j);
+                let r = cj.ends[ka];
+                if r.0 < r.1 && cj.ends[kv] == r && cj.ends[ks] == r {
+                    // the three columns of one line share their range: three
+                    // independent sums, each in the sequential order of
+                    // `Iterator::sum` (bit-identical to column-by-column)
+                    let (s, e) = r;
+                    let n = e - s;
+                    let (ca, cv, cs) = (
+                        &cj.vals[ka * w..ka * w + n],
+                        &cj.vals[kv * w..kv * w + n],
+                        &cj.vals[ks * w..ks * w + n],
+                    );
+                    let uu = &uc[s..e];
+                    let (mut aa, mut av, mut as_) = (-0.0f64, -0.0f64, -0.0f64);
+                    for i in 0..n {
+                        let x = uu[i];
+                        aa += ca[i] * x;
+                        av += cv[i] * x;
+                        as_ += cs[i] * x;
+                    }
+                    self.vfull[ka] = aa;
+                    self.vfull[kv] = av;
+                    self.vfull[ks] = as_;
+                } else {
+                    for k in [ka, kv, ks] {
+                        let (s, e) = cj.ends[k];
+                        let col = &cj.vals[k * w..k * w + (e - s)];
+                        self.vfull[k] = col.iter().zip(&uc[s..e]).map(|(a, b)| a * b).sum();
+                    }
+                }
             }
             mapping.jac_add_rmatvec(&self.vfull, out);
         }
@@ -203,30 +234,94 @@ impl EmlineJacobian {
 
 /// In place: column k of J (local range [s, e)) ← diag(w)·W·column, range
 /// widened by ±ndiag/2 and clipped to the camera (FastSpecFit's `mulWMJ`).
+/// The three columns of a line (k = j, nl + j, 2nl + j), which normally share
+/// their range, are convolved together (three independent sums per row, each
+/// in the original order: bit-identical to one column at a time).
 fn mul_wmj(w: &[f64], rowdata: &[f64], nd: usize, cj: &mut CameraJac, buf: &mut Vec<f64>) {
     let nbins = w.len();
     let h = nd / 2;
-    if buf.len() < cj.width {
-        buf.resize(cj.width, 0.0);
+    let width = cj.width;
+    if buf.len() < 3 * width {
+        buf.resize(3 * width, 0.0);
     }
-    for (k, end) in cj.ends.iter_mut().enumerate() {
-        let (s, e) = *end;
-        if s == e {
-            continue;
-        }
-        let col = &mut cj.vals[k * cj.width..(k + 1) * cj.width];
-        let imin = s.saturating_sub(h);
-        let imax = (e + h).min(nbins);
-        for i in imin..imax {
-            let kmin = (i.saturating_sub(h)).max(s);
-            let kmax = (i + h).min(e - 1);
-            let mut acc = 0.0;
-            for kk in kmin..=kmax {
-                acc += rowdata[i * nd + kk + h - i] * col[kk - s];
+    let nl = cj.ends.len() / 3;
+    for j in 0..nl {
+        let (ka, kv, ks) = (j, nl + j, 2 * nl + j);
+        let r = cj.ends[ka];
+        if r.0 < r.1 && cj.ends[kv] == r && cj.ends[ks] == r {
+            let (s, e) = r;
+            let imin = s.saturating_sub(h);
+            let imax = (e + h).min(nbins);
+            let (ba, rest) = buf.split_at_mut(width);
+            let (bv, bs) = rest.split_at_mut(width);
+            {
+                let ca = &cj.vals[ka * width..ka * width + (e - s)];
+                let cv = &cj.vals[kv * width..kv * width + (e - s)];
+                let cs = &cj.vals[ks * width..ks * width + (e - s)];
+                for i in imin..imax {
+                    let kmin = i.saturating_sub(h).max(s);
+                    let kmax = (i + h).min(e - 1);
+                    let rd = &rowdata[i * nd + kmin + h - i..i * nd + kmax + h - i + 1];
+                    let (xa, xv, xs) = (
+                        &ca[kmin - s..=kmax - s],
+                        &cv[kmin - s..=kmax - s],
+                        &cs[kmin - s..=kmax - s],
+                    );
+                    let (mut aa, mut av, mut as_) = (0.0f64, 0.0f64, 0.0f64);
+                    for t in 0..rd.len() {
+                        let q = rd[t];
+                        aa += q * xa[t];
+                        av += q * xv[t];
+                        as_ += q * xs[t];
+                    }
+                    let wi = w[i];
+                    ba[i - imin] = aa * wi;
+                    bv[i - imin] = av * wi;
+                    bs[i - imin] = as_ * wi;
+                }
             }
-            buf[i - imin] = acc * w[i];
+            let n = imax - imin;
+            cj.vals[ka * width..ka * width + n].copy_from_slice(&ba[..n]);
+            cj.vals[kv * width..kv * width + n].copy_from_slice(&bv[..n]);
+            cj.vals[ks * width..ks * width + n].copy_from_slice(&bs[..n]);
+            cj.ends[ka] = (imin, imax);
+            cj.ends[kv] = (imin, imax);
+            cj.ends[ks] = (imin, imax);
+        } else {
+            for k in [ka, kv, ks] {
+                mul_wmj_column(w, rowdata, nd, cj, k, buf);
+            }
         }
-        col[..imax - imin].copy_from_slice(&buf[..imax - imin]);
-        *end = (imin, imax);
     }
+}
+
+/// [`mul_wmj`] for one column.
+fn mul_wmj_column(
+    w: &[f64],
+    rowdata: &[f64],
+    nd: usize,
+    cj: &mut CameraJac,
+    k: usize,
+    buf: &mut [f64],
+) {
+    let nbins = w.len();
+    let h = nd / 2;
+    let (s, e) = cj.ends[k];
+    if s == e {
+        return;
+    }
+    let col = &mut cj.vals[k * cj.width..(k + 1) * cj.width];
+    let imin = s.saturating_sub(h);
+    let imax = (e + h).min(nbins);
+    for i in imin..imax {
+        let kmin = (i.saturating_sub(h)).max(s);
+        let kmax = (i + h).min(e - 1);
+        let mut acc = 0.0;
+        for kk in kmin..=kmax {
+            acc += rowdata[i * nd + kk + h - i] * col[kk - s];
+        }
+        buf[i - imin] = acc * w[i];
+    }
+    col[..imax - imin].copy_from_slice(&buf[..imax - imin]);
+    cj.ends[k] = (imin, imax);
 }

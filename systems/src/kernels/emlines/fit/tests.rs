@@ -898,7 +898,12 @@ fn dump_results() {
             &mut ws,
         );
         let mut put = |name: &str, f: &LineFit| {
-            let _ = writeln!(s, "{tid} {name} nfev {} chi2 {:016x}", f.nfev, f.chi2.to_bits());
+            let _ = writeln!(
+                s,
+                "{tid} {name} nfev {} chi2 {:016x}",
+                f.nfev,
+                f.chi2.to_bits()
+            );
             for v in f.values.iter().chain(&f.obsamps).chain(&f.model) {
                 let _ = write!(s, "{:016x} ", v.to_bits());
             }
