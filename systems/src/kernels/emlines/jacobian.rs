@@ -42,6 +42,32 @@ struct CameraJac {
     ends: Vec<(usize, usize)>,
     width: usize,
     vals: Vec<f64>,
+    /// Union of the non-empty column ranges (local, sorted, disjoint).
+    support: Vec<(usize, usize)>,
+}
+
+/// Sorted union of the non-empty ranges in `ranges` (which is reordered),
+/// appended to `out` shifted by `offset`.
+pub(crate) fn merge_ranges(
+    ranges: &mut [(usize, usize)],
+    offset: usize,
+    out: &mut Vec<(usize, usize)>,
+) {
+    ranges.sort_unstable();
+    let mut cur: Option<(usize, usize)> = None;
+    for &(a, b) in ranges.iter().filter(|r| r.0 < r.1) {
+        cur = match cur {
+            Some((ca, cb)) if a <= cb => Some((ca, cb.max(b))),
+            Some(c) => {
+                out.push((c.0 + offset, c.1 + offset));
+                Some((a, b))
+            }
+            None => Some((a, b)),
+        };
+    }
+    if let Some(c) = cur {
+        out.push((c.0 + offset, c.1 + offset));
+    }
 }
 
 /// The sparse Jacobian of the line-fit residuals w.r.t. the free parameters;
@@ -53,6 +79,7 @@ pub struct EmlineJacobian {
     vfull: Vec<f64>,
     nrows: usize,
     nfree: usize,
+    rscratch: Vec<(usize, usize)>,
 }
 
 impl EmlineJacobian {
@@ -155,6 +182,10 @@ impl EmlineJacobian {
                 cj,
                 &mut self.buf,
             );
+            self.rscratch.clear();
+            self.rscratch.extend_from_slice(&cj.ends);
+            cj.support.clear();
+            merge_ranges(&mut self.rscratch, 0, &mut cj.support);
         }
         Ok(())
     }
@@ -171,6 +202,44 @@ impl EmlineJacobian {
         for (cam, cj) in spec.cameras.iter().zip(&self.cams) {
             let o = &mut out[cam.start..cam.start + cam.npix()];
             o.iter_mut().for_each(|x| *x = 0.0);
+            for (k, &(s, e)) in cj.ends.iter().enumerate() {
+                let f = self.vfull[k];
+                let col = &cj.vals[k * cj.width..k * cj.width + (e - s)];
+                for (x, &c) in o[s..e].iter_mut().zip(col) {
+                    *x += c * f;
+                }
+            }
+        }
+    }
+
+    /// Rows (hstacked, sorted disjoint ranges) outside which J is zero,
+    /// appended to `out`.
+    pub fn support(&self, spec: &EmlineSpectrum, out: &mut Vec<(usize, usize)>) {
+        for (cam, cj) in spec.cameras.iter().zip(&self.cams) {
+            out.extend(
+                cj.support
+                    .iter()
+                    .map(|&(a, b)| (a + cam.start, b + cam.start)),
+            );
+        }
+    }
+
+    /// out = J · v on the rows of [`support`](Self::support) only (the other
+    /// rows of `out` are left untouched); bit-identical to
+    /// [`matvec`](Self::matvec) there.
+    pub fn matvec_support(
+        &mut self,
+        spec: &EmlineSpectrum,
+        mapping: &ParamsMapping,
+        v: &[f64],
+        out: &mut [f64],
+    ) {
+        mapping.jac_matvec(v, &mut self.vfull);
+        for (cam, cj) in spec.cameras.iter().zip(&self.cams) {
+            let o = &mut out[cam.start..cam.start + cam.npix()];
+            for &(a, b) in &cj.support {
+                o[a..b].fill(0.0);
+            }
             for (k, &(s, e)) in cj.ends.iter().enumerate() {
                 let f = self.vfull[k];
                 let col = &cj.vals[k * cj.width..k * cj.width + (e - s)];

@@ -42,7 +42,7 @@ use super::super::trf::{
     TrfStatus, TrfWorkspace, XScale,
 };
 use super::super::KernelError;
-use super::jacobian::EmlineJacobian;
+use super::jacobian::{merge_ranges, EmlineJacobian};
 use super::linemodel::LineModel;
 use super::mapping::ParamsMapping;
 use super::params::ParamTable;
@@ -149,6 +149,9 @@ pub struct OptimizeWorkspace {
     /// Patch Jacobian columns: slopes then intercepts, each over its range.
     patch_cols: Vec<f64>,
     patch_offsets: Vec<usize>,
+    /// Row support of the Jacobian (line columns and patches).
+    support: Vec<(usize, usize)>,
+    rscratch: Vec<(usize, usize)>,
     buf: Vec<f64>,
 }
 
@@ -327,6 +330,8 @@ pub fn optimize_into(
             jac: RefCell::new(&mut ws.jac),
             patch_cols: &ws.patch_cols,
             patch_offsets: &ws.patch_offsets,
+            support: &mut ws.support,
+            rscratch: &mut ws.rscratch,
             error: None,
         };
         let summary =
@@ -453,6 +458,8 @@ struct LineProblem<'a> {
     jac: RefCell<&'a mut EmlineJacobian>,
     patch_cols: &'a [f64],
     patch_offsets: &'a [usize],
+    support: &'a mut Vec<(usize, usize)>,
+    rscratch: &'a mut Vec<(usize, usize)>,
     /// First error met inside a callback (the trait cannot return one).
     error: Option<KernelError>,
 }
@@ -491,13 +498,29 @@ impl OperatorJacobian for LineProblem<'_> {
         if let Err(e) = jac.evaluate(self.spec, self.mapping, &x[..nlf], self.full, self.weights) {
             self.error.get_or_insert(e);
         }
+        self.rscratch.clear();
+        jac.support(self.spec, self.rscratch);
+        self.rscratch
+            .extend(self.patches.iter().map(|q| (q.start, q.end)));
+        self.support.clear();
+        merge_ranges(self.rscratch, 0, self.support);
+    }
+
+    fn row_support(&self) -> Option<&[(usize, usize)]> {
+        Some(&self.support[..])
     }
 
     fn matvec(&self, v: &[f64], out: &mut [f64]) {
         let nlf = self.nline_free;
+        if !self.patches.is_empty() {
+            // patch rows outside the line columns' support start from 0 too
+            for &(a, b) in self.support.iter() {
+                out[a..b].fill(0.0);
+            }
+        }
         self.jac
             .borrow_mut()
-            .matvec(self.spec, self.mapping, &v[..nlf], out);
+            .matvec_support(self.spec, self.mapping, &v[..nlf], out);
         let np = self.patches.len();
         for (c, q) in self.patches.iter().enumerate() {
             for (col, vk) in [(c, v[nlf + c]), (np + c, v[nlf + np + c])] {

@@ -100,6 +100,16 @@ pub trait OperatorJacobian: Problem {
     fn matvec(&self, v: &[f64], out: &mut [f64]);
     /// out = Jᵀ u (u of length m, out of length n).
     fn rmatvec(&self, u: &[f64], out: &mut [f64]);
+    /// Optional row support of the current operator: sorted, disjoint,
+    /// non-empty row ranges outside which every row of J is zero. When
+    /// given, [`matvec`](Self::matvec) need only write the rows inside it
+    /// (the solver treats the others as 0 and never reads them back) and
+    /// [`rmatvec`](Self::rmatvec) must not depend on the rows outside it.
+    /// The solver then skips those rows wherever that leaves every
+    /// floating-point result bit-identical. Default: `None` (all rows).
+    fn row_support(&self) -> Option<&[(usize, usize)]> {
+        None
+    }
 }
 
 /// Variable scaling (`x_scale`).

@@ -33,6 +33,11 @@ pub(super) trait Model {
     fn matvec(&self, jac: &[f64], v: &[f64], out: &mut [f64]);
     /// out = Jᵀ u.
     fn rmatvec(&self, jac: &[f64], u: &[f64], out: &mut [f64]);
+    /// Row support of J (see [`OperatorJacobian::row_support`]); `None` if
+    /// `matvec` writes every row.
+    fn row_support(&self) -> Option<&[(usize, usize)]> {
+        None
+    }
 }
 
 fn dense_matvec(jac: &[f64], m: usize, v: &[f64], out: &mut [f64]) {
@@ -199,5 +204,9 @@ impl<P: OperatorJacobian> Model for Operator<'_, P> {
 
     fn rmatvec(&self, _jac: &[f64], u: &[f64], out: &mut [f64]) {
         self.0.rmatvec(u, out);
+    }
+
+    fn row_support(&self) -> Option<&[(usize, usize)]> {
+        self.0.row_support()
     }
 }

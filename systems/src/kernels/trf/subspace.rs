@@ -239,7 +239,7 @@ struct LsmrOp<'a, M: Model> {
 
 impl<M: Model> LinOp for LsmrOp<'_, M> {
     fn matvec(&mut self, x: &[f64], out: &mut [f64]) {
-        self.jh.mul(x, self.tmp, &mut out[..self.m]);
+        self.jh.mul_support(x, self.tmp, &mut out[..self.m]);
         if let Some(dl) = self.delta {
             for ((o, &di), &xi) in out[self.m..].iter_mut().zip(dl).zip(x) {
                 *o = di * xi;
@@ -333,6 +333,7 @@ pub(super) fn subspace_model<M: Model>(
             lx,
             delta: dl,
             ltmp,
+            support: sup_buf,
             ..
         } = &mut *sub;
         let mut op = LsmrOp {
@@ -354,7 +355,16 @@ pub(super) fn subspace_model<M: Model>(
             hbar: &mut lhbar[..n],
             x: &mut lx[..n],
         };
-        lsmr(&mut op, &rhs[..rows], prm, bufs);
+        // LSMR row support: J's support, then the δ rows
+        let support = jh.model.row_support().map(|sup| {
+            sup_buf.clear();
+            sup_buf.extend_from_slice(sup);
+            if rows > m {
+                sup_buf.push((m, rows));
+            }
+            &sup_buf[..]
+        });
+        lsmr(&mut op, &rhs[..rows], prm, bufs, support);
     }
     let k = qr_basis(g_h, &sub.lx[..n], &mut sub.smat);
     let (bm, gs) = reduced_model(jh, &sub.smat, k, diag_h, g_h, &mut sub.js, q);

@@ -82,6 +82,8 @@ pub(super) struct SubspaceScratch {
     pub(super) gn_h: Vec<f64>,
     pub(super) smat: Vec<f64>, // n×2
     pub(super) js: Vec<f64>,   // m×2
+    /// Row support of the LSMR system (J's rows, then the δ rows).
+    pub(super) support: Vec<(usize, usize)>,
     pub(super) evd_mem: Option<MemBuffer>,
 }
 
