@@ -44,6 +44,10 @@ struct CameraJac {
     vals: Vec<f64>,
     /// Union of the non-empty column ranges (local, sorted, disjoint).
     support: Vec<(usize, usize)>,
+    /// Lines whose three columns share one non-empty range.
+    triples: Vec<usize>,
+    /// The other non-empty columns.
+    singles: Vec<usize>,
 }
 
 /// Sorted union of the non-empty ranges in `ranges` (which is reordered),
@@ -186,6 +190,21 @@ impl EmlineJacobian {
             self.rscratch.extend_from_slice(&cj.ends);
             cj.support.clear();
             merge_ranges(&mut self.rscratch, 0, &mut cj.support);
+            cj.triples.clear();
+            cj.singles.clear();
+            for j in 0..nl {
+                let (ka, kv, ks) = (j, nl + j, 2 * nl + j);
+                let r = cj.ends[ka];
+                if r.0 < r.1 && cj.ends[kv] == r && cj.ends[ks] == r {
+                    cj.triples.push(j);
+                } else {
+                    cj.singles.extend(
+                        [ka, kv, ks]
+                            .into_iter()
+                            .filter(|&k| cj.ends[k].0 < cj.ends[k].1),
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -259,42 +278,79 @@ impl EmlineJacobian {
         out: &mut [f64],
     ) {
         out.iter_mut().for_each(|x| *x = 0.0);
-        let nl = spec.restwave.len();
         for (cam, cj) in spec.cameras.iter().zip(&self.cams) {
             let uc = &u[cam.start..cam.start + cam.npix()];
             let w = cj.width;
-            for j in 0..nl {
-                let (ka, kv, ks) = (j, nl + j, 2 * nl + j);
-                let r = cj.ends[ka];
-                if r.0 < r.1 && cj.ends[kv] == r && cj.ends[ks] == r {
-                    // the three columns of one line share their range: three
-                    // independent sums, each in the sequential order of
-                    // `Iterator::sum` (bit-identical to column-by-column)
-                    let (s, e) = r;
-                    let n = e - s;
-                    let (ca, cv, cs) = (
-                        &cj.vals[ka * w..ka * w + n],
-                        &cj.vals[kv * w..kv * w + n],
-                        &cj.vals[ks * w..ks * w + n],
-                    );
-                    let uu = &uc[s..e];
-                    let (mut aa, mut av, mut as_) = (-0.0f64, -0.0f64, -0.0f64);
-                    for i in 0..n {
-                        let x = uu[i];
-                        aa += ca[i] * x;
-                        av += cv[i] * x;
-                        as_ += cs[i] * x;
-                    }
-                    self.vfull[ka] = aa;
-                    self.vfull[kv] = av;
-                    self.vfull[ks] = as_;
-                } else {
-                    for k in [ka, kv, ks] {
-                        let (s, e) = cj.ends[k];
-                        let col = &cj.vals[k * w..k * w + (e - s)];
-                        self.vfull[k] = col.iter().zip(&uc[s..e]).map(|(a, b)| a * b).sum();
-                    }
+            let nl = cj.ends.len() / 3;
+            // empty columns: the empty sum (−0.0) as `Iterator::sum`
+            self.vfull.fill(-0.0);
+            // lines whose three columns share their range, two at a time: six
+            // independent sums, each in the sequential order of
+            // `Iterator::sum` (bit-identical to column-by-column)
+            let mut pairs = cj.triples.chunks_exact(2);
+            for pr in &mut pairs {
+                let (j1, j2) = (pr[0], pr[1]);
+                let (s1, e1) = cj.ends[j1];
+                let (s2, e2) = cj.ends[j2];
+                let (n1, n2) = (e1 - s1, e2 - s2);
+                let col = |k: usize, n: usize| &cj.vals[k * w..k * w + n];
+                let (a1, v1, g1) = (col(j1, n1), col(nl + j1, n1), col(2 * nl + j1, n1));
+                let (a2, v2, g2) = (col(j2, n2), col(nl + j2, n2), col(2 * nl + j2, n2));
+                let (u1, u2) = (&uc[s1..e1], &uc[s2..e2]);
+                let mut acc = [-0.0f64; 6];
+                let nmin = n1.min(n2);
+                for t in 0..nmin {
+                    let (x1, x2) = (u1[t], u2[t]);
+                    acc[0] += a1[t] * x1;
+                    acc[1] += v1[t] * x1;
+                    acc[2] += g1[t] * x1;
+                    acc[3] += a2[t] * x2;
+                    acc[4] += v2[t] * x2;
+                    acc[5] += g2[t] * x2;
                 }
+                for t in nmin..n1 {
+                    let x1 = u1[t];
+                    acc[0] += a1[t] * x1;
+                    acc[1] += v1[t] * x1;
+                    acc[2] += g1[t] * x1;
+                }
+                for t in nmin..n2 {
+                    let x2 = u2[t];
+                    acc[3] += a2[t] * x2;
+                    acc[4] += v2[t] * x2;
+                    acc[5] += g2[t] * x2;
+                }
+                self.vfull[j1] = acc[0];
+                self.vfull[nl + j1] = acc[1];
+                self.vfull[2 * nl + j1] = acc[2];
+                self.vfull[j2] = acc[3];
+                self.vfull[nl + j2] = acc[4];
+                self.vfull[2 * nl + j2] = acc[5];
+            }
+            if let [j] = *pairs.remainder() {
+                let (s, e) = cj.ends[j];
+                let n = e - s;
+                let (ca, cv, cs) = (
+                    &cj.vals[j * w..j * w + n],
+                    &cj.vals[(nl + j) * w..(nl + j) * w + n],
+                    &cj.vals[(2 * nl + j) * w..(2 * nl + j) * w + n],
+                );
+                let uu = &uc[s..e];
+                let (mut aa, mut av, mut as_) = (-0.0f64, -0.0f64, -0.0f64);
+                for i in 0..n {
+                    let x = uu[i];
+                    aa += ca[i] * x;
+                    av += cv[i] * x;
+                    as_ += cs[i] * x;
+                }
+                self.vfull[j] = aa;
+                self.vfull[nl + j] = av;
+                self.vfull[2 * nl + j] = as_;
+            }
+            for &k in &cj.singles {
+                let (s, e) = cj.ends[k];
+                let col = &cj.vals[k * w..k * w + (e - s)];
+                self.vfull[k] = col.iter().zip(&uc[s..e]).map(|(a, b)| a * b).sum();
             }
             mapping.jac_add_rmatvec(&self.vfull, out);
         }
