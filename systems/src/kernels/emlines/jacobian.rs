@@ -74,6 +74,36 @@ pub(crate) fn merge_ranges(
     }
 }
 
+/// A dense column over hstacked pixels [start, start + len) that joins the
+/// line columns in [`EmlineJacobian::gram`] (e.g. a continuum-patch
+/// pedestal): values `vals[off .. off + len]` of the slice passed along,
+/// free parameter `col` (factor 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtraColumn {
+    /// First hstacked pixel.
+    pub start: usize,
+    /// Number of pixels.
+    pub len: usize,
+    /// Offset of the values.
+    pub off: usize,
+    /// Free-parameter index.
+    pub col: usize,
+}
+
+/// One non-empty column in the Gram sweep: hstacked range, where its values
+/// live, and its (free index, factor) entries `elts[e0..e1]`.
+#[derive(Debug, Clone, Copy)]
+struct GramCol {
+    start: usize,
+    end: usize,
+    /// `usize::MAX`: an extra column (values in the extra slice at `off`);
+    /// else the camera index (values at `off` in its `vals`).
+    cam: usize,
+    off: usize,
+    e0: usize,
+    e1: usize,
+}
+
 /// The sparse Jacobian of the line-fit residuals w.r.t. the free parameters;
 /// reusable across evaluations (buffers grow only).
 #[derive(Debug, Clone, Default)]
@@ -84,6 +114,10 @@ pub struct EmlineJacobian {
     nrows: usize,
     nfree: usize,
     rscratch: Vec<(usize, usize)>,
+    /// Gram scratch: per full parameter the range of its J_S entries.
+    elt_start: Vec<usize>,
+    elts: Vec<(usize, f64)>,
+    gcols: Vec<GramCol>,
 }
 
 impl EmlineJacobian {
@@ -355,6 +389,124 @@ impl EmlineJacobian {
             mapping.jac_add_rmatvec(&self.vfull, out);
         }
     }
+}
+
+impl EmlineJacobian {
+    /// JᵀJ over the free parameters of the last [`evaluate`](Self::evaluate)
+    /// plus the `extra` columns, into `out` (`ntot`×`ntot`, column-major,
+    /// overwritten; `ntot` ≥ free parameters and every extra `col` < `ntot`):
+    /// the products of every pair of overlapping stored columns, mapped
+    /// through J_S — O(Σ overlaps), not O(rows · ntot²).
+    pub fn gram(
+        &mut self,
+        spec: &EmlineSpectrum,
+        mapping: &ParamsMapping,
+        extra: &[ExtraColumn],
+        extra_vals: &[f64],
+        ntot: usize,
+        out: &mut [f64],
+    ) {
+        out[..ntot * ntot].fill(0.0);
+        let np = mapping.nparams();
+        // per full parameter: its (free column, factor) entries (CSR)
+        self.elt_start.clear();
+        self.elt_start.resize(np + 2, 0);
+        for ((dst, _), _) in mapping.jac_entries() {
+            self.elt_start[dst + 2] += 1;
+        }
+        for k in 2..np + 2 {
+            self.elt_start[k] += self.elt_start[k - 1];
+        }
+        self.elts.clear();
+        self.elts.resize(self.elt_start[np + 1], (0, 0.0));
+        for ((dst, src), f) in mapping.jac_entries() {
+            let slot = &mut self.elt_start[dst + 1];
+            self.elts[*slot] = (src, f);
+            *slot += 1;
+        }
+        // now elt_start[k]..elt_start[k + 1] spans parameter k's entries
+        let nx = self.elts.len();
+        self.elts.extend(extra.iter().map(|e| (e.col, 1.0)));
+        self.gcols.clear();
+        for (c, (cam, cj)) in spec.cameras.iter().zip(&self.cams).enumerate() {
+            for (k, &(s, e)) in cj.ends.iter().enumerate() {
+                if s == e || self.elt_start[k] == self.elt_start[k + 1] {
+                    continue;
+                }
+                self.gcols.push(GramCol {
+                    start: cam.start + s,
+                    end: cam.start + e,
+                    cam: c,
+                    off: k * cj.width,
+                    e0: self.elt_start[k],
+                    e1: self.elt_start[k + 1],
+                });
+            }
+        }
+        for (i, e) in extra.iter().enumerate().filter(|(_, e)| e.len > 0) {
+            self.gcols.push(GramCol {
+                start: e.start,
+                end: e.start + e.len,
+                cam: usize::MAX,
+                off: e.off,
+                e0: nx + i,
+                e1: nx + i + 1,
+            });
+        }
+        self.gcols.sort_unstable_by_key(|c| c.start);
+        let cams = &self.cams;
+        let vals = |c: &GramCol, lo: usize, hi: usize| -> &[f64] {
+            let base = if c.cam == usize::MAX {
+                extra_vals
+            } else {
+                &cams[c.cam].vals[..]
+            };
+            &base[c.off + lo - c.start..c.off + hi - c.start]
+        };
+        for a in 0..self.gcols.len() {
+            let ca = self.gcols[a];
+            for (b, cb) in self.gcols[a..].iter().enumerate() {
+                if cb.start >= ca.end {
+                    break;
+                }
+                let (lo, hi) = (cb.start.max(ca.start), cb.end.min(ca.end));
+                if lo >= hi {
+                    continue;
+                }
+                let v = dot4(vals(&ca, lo, hi), vals(cb, lo, hi));
+                for &(pa, fa) in &self.elts[ca.e0..ca.e1] {
+                    for &(pb, fb) in &self.elts[cb.e0..cb.e1] {
+                        let t = fa * fb * v;
+                        out[pb * ntot + pa] += t;
+                        if b != 0 {
+                            out[pa * ntot + pb] += t;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Σ aᵢ bᵢ with four interleaved partial sums.
+#[inline]
+fn dot4(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; 4];
+    let mut ca = a.chunks_exact(4);
+    let mut cb = b.chunks_exact(4);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        acc[0] += x[0] * y[0];
+        acc[1] += x[1] * y[1];
+        acc[2] += x[2] * y[2];
+        acc[3] += x[3] * y[3];
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        s += x * y;
+    }
+    s
 }
 
 /// In place: column k of J (local range [s, e)) ← diag(w)·W·column, range

@@ -42,7 +42,7 @@ use super::super::trf::{
     TrfStatus, TrfWorkspace, XScale,
 };
 use super::super::KernelError;
-use super::jacobian::{merge_ranges, EmlineJacobian};
+use super::jacobian::{merge_ranges, EmlineJacobian, ExtraColumn};
 use super::linemodel::LineModel;
 use super::mapping::ParamsMapping;
 use super::params::ParamTable;
@@ -152,7 +152,25 @@ pub struct OptimizeWorkspace {
     /// Row support of the Jacobian (line columns and patches).
     support: Vec<(usize, usize)>,
     rscratch: Vec<(usize, usize)>,
+    /// The patch columns as Gram extras.
+    extra_cols: Vec<ExtraColumn>,
+    /// Run LSMR on the Gram factor (see [`Self::set_reduced_lsmr`]).
+    reduced_lsmr: bool,
     buf: Vec<f64>,
+}
+
+impl OptimizeWorkspace {
+    /// Opt in (or out) of the reduced LSMR sub-problem solver for the fits
+    /// run with this workspace (default: off): LSMR then runs on the
+    /// (n+1)×n Cholesky factor of the augmented Gram matrix instead of the
+    /// pixel-sized operator (module `trf::subspace`), the same iteration in
+    /// exact arithmetic and several times faster, but with different
+    /// rounding — which moves the stopping points of ill-conditioned fits
+    /// as any rounding change does (beyond some tolerances of the
+    /// FastSpecFit comparison tests, see the module docs).
+    pub fn set_reduced_lsmr(&mut self, on: bool) {
+        self.reduced_lsmr = on;
+    }
 }
 
 impl std::fmt::Debug for OptimizeWorkspace {
@@ -304,6 +322,16 @@ pub fn optimize_into(
                 ws.patch_cols.extend_from_slice(&weights[q.start..q.end]);
             }
         }
+        ws.extra_cols.clear();
+        for (col, &off) in ws.patch_offsets.iter().enumerate() {
+            let q = &patch_list[col % npatch];
+            ws.extra_cols.push(ExtraColumn {
+                start: q.start,
+                len: q.end - q.start,
+                off,
+                col: nline_free + col,
+            });
+        }
         ws.full.resize(np, 0.0);
         let opts = TrfOptions {
             ftol: tol.ftol,
@@ -332,6 +360,8 @@ pub fn optimize_into(
             patch_offsets: &ws.patch_offsets,
             support: &mut ws.support,
             rscratch: &mut ws.rscratch,
+            extra_cols: &ws.extra_cols,
+            reduced_lsmr: ws.reduced_lsmr,
             error: None,
         };
         let summary =
@@ -460,6 +490,8 @@ struct LineProblem<'a> {
     patch_offsets: &'a [usize],
     support: &'a mut Vec<(usize, usize)>,
     rscratch: &'a mut Vec<(usize, usize)>,
+    extra_cols: &'a [ExtraColumn],
+    reduced_lsmr: bool,
     /// First error met inside a callback (the trait cannot return one).
     error: Option<KernelError>,
 }
@@ -508,6 +540,22 @@ impl OperatorJacobian for LineProblem<'_> {
 
     fn row_support(&self) -> Option<&[(usize, usize)]> {
         Some(&self.support[..])
+    }
+
+    fn gram(&self, out: &mut [f64]) -> bool {
+        if !self.reduced_lsmr {
+            return false;
+        }
+        let n = self.nline_free + 2 * self.patches.len();
+        self.jac.borrow_mut().gram(
+            self.spec,
+            self.mapping,
+            self.extra_cols,
+            self.patch_cols,
+            n,
+            out,
+        );
+        true
     }
 
     fn matvec(&self, v: &[f64], out: &mut [f64]) {

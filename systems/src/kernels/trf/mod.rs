@@ -110,6 +110,19 @@ pub trait OperatorJacobian: Problem {
     fn row_support(&self) -> Option<&[(usize, usize)]> {
         None
     }
+    /// Optionally write the Gram matrix JᵀJ of the current operator into
+    /// `out` (n×n, column-major) and return `true`; the default provides none.
+    ///
+    /// With a Gram matrix the LSMR sub-problem solver runs on the (n+1)×n
+    /// triangular factor of the augmented system instead of the (m+n)-row
+    /// operator: the same LSMR iteration in exact arithmetic (the system is
+    /// only rotated), at O(n²) instead of O(m + nnz(J)) per step — but not
+    /// the same rounding, and LSMR's early stop on ill-conditioned systems
+    /// amplifies rounding differences (see the `subspace` module).
+    fn gram(&self, out: &mut [f64]) -> bool {
+        let _ = out;
+        false
+    }
 }
 
 /// Variable scaling (`x_scale`).

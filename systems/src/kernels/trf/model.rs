@@ -38,6 +38,10 @@ pub(super) trait Model {
     fn row_support(&self) -> Option<&[(usize, usize)]> {
         None
     }
+    /// JᵀJ (n×n, column-major) into `out` if the model provides it.
+    fn gram(&self, _jac: &[f64], _out: &mut [f64]) -> bool {
+        false
+    }
 }
 
 fn dense_matvec(jac: &[f64], m: usize, v: &[f64], out: &mut [f64]) {
@@ -208,5 +212,9 @@ impl<P: OperatorJacobian> Model for Operator<'_, P> {
 
     fn row_support(&self) -> Option<&[(usize, usize)]> {
         self.0.row_support()
+    }
+
+    fn gram(&self, _jac: &[f64], out: &mut [f64]) -> bool {
+        self.0.gram(out)
     }
 }

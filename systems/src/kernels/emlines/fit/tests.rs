@@ -814,7 +814,12 @@ fn monte_carlo_refits_match_fastspecfit() {
 fn timing() {
     let (pt, c) = config();
     let mut ws = OptimizeWorkspace::default();
-    for tid in TARGETS {
+    for (tid, reduced) in TARGETS
+        .iter()
+        .flat_map(|t| [(t, false), (t, true)])
+    {
+        ws.set_reduced_lsmr(reduced);
+        let mode = if reduced { " (reduced LSMR)" } else { "" };
         let t = target(&pt, tid);
         let mx = load(&format!("linefit/{tid}-mc.json"));
         let rows: Vec<Vec<f64>> = mx["emlineflux_mc"]
@@ -853,7 +858,7 @@ fn timing() {
         let t_mc = t0.elapsed().as_secs_f64();
         assert_eq!(r.mc.len(), 50);
         println!(
-            "{tid}: nmonte 0 {:.1} ms, nmonte 50 {:.1} ms",
+            "{tid}{mode}: nmonte 0 {:.1} ms, nmonte 50 {:.1} ms",
             1e3 * t_fit,
             1e3 * t_mc
         );
@@ -869,6 +874,7 @@ fn dump_results() {
     use std::fmt::Write as _;
     let (pt, c) = config();
     let mut ws = OptimizeWorkspace::default();
+    ws.set_reduced_lsmr(std::env::var("FSF_REDUCED").is_ok());
     let mut s = String::new();
     for tid in TARGETS {
         let t = target(&pt, tid);
