@@ -19,13 +19,29 @@ pub fn max_buffer_width(logwave: &[f64], sigmas: &[f64], padding: usize, sigma_g
     if logwave.len() < 2 {
         return 2 * padding + 4 + logwave.len();
     }
+    buffer_width_with(min_step(logwave), logwave, sigmas, padding, sigma_g)
+}
+
+/// Smallest step of a grid (∞ for fewer than two points).
+pub(crate) fn min_step(logwave: &[f64]) -> f64 {
+    logwave
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// [`max_buffer_width`] with the grid's smallest step `dmin` precomputed
+/// (`logwave` of at least two points).
+fn buffer_width_with(
+    dmin: f64,
+    logwave: &[f64],
+    sigmas: &[f64],
+    padding: usize,
+    sigma_g: f64,
+) -> usize {
     let smax = sigmas.iter().copied().fold(f64::NEG_INFINITY, f64::max) / C_LIGHT;
     let sg = sigma_g / logwave[0].exp();
     let seff = (smax * smax + sg * sg).sqrt();
-    let dmin = logwave
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .fold(f64::INFINITY, f64::min);
     let w = 2.0 * MAX_SDEV * seff / dmin;
     let w = if w.is_finite() && w >= 0.0 {
         w as usize
@@ -164,7 +180,12 @@ impl EmlineJacobian {
         for (cam, cj) in spec.cameras.iter().zip(self.cams.iter_mut()) {
             let lw = &cam.logwave;
             let nd = cam.w.ndiag;
-            let width = max_buffer_width(lw, sigs, nd, SIGMA_G).max(nd + 4);
+            let width = if lw.len() < 2 {
+                max_buffer_width(lw, sigs, nd, SIGMA_G)
+            } else {
+                buffer_width_with(cam.min_dlog, lw, sigs, nd, SIGMA_G)
+            }
+            .max(nd + 4);
             cj.width = width;
             cj.ends.clear();
             cj.ends.resize(3 * nl, (0, 0));
@@ -192,14 +213,23 @@ impl EmlineJacobian {
                 let inv = 1.0 / (g.sigma_eff * g.sigma_eff);
                 let s2 = g.sigma * g.sigma;
                 let (a0, v0, s0) = (j * width, (nl + j) * width, (2 * nl + j) * width);
-                for (k, &l) in lw[g.lo..g.hi].iter().enumerate() {
+                let cl = C_LIGHT * g.line_shift;
+                let lws = &lw[g.lo..g.hi];
+                let (head, rest) = cj.vals.split_at_mut(v0);
+                let (vmid, stail) = rest.split_at_mut(s0 - v0);
+                let (ca, cv, cs) = (&mut head[a0..a0 + len], &mut vmid[..len], &mut stail[..len]);
+                // the Gaussians first (libm calls), then a vectorisable pass
+                for (c, &l) in ca.iter_mut().zip(lws) {
                     let x = l - g.log_center;
-                    let gauss = (-x * x * inv2).exp();
+                    *c = (-x * x * inv2).exp();
+                }
+                for k in 0..len {
+                    let x = lws[k] - g.log_center;
+                    let gauss = ca[k];
                     let gv = amp_eff * gauss;
-                    cj.vals[a0 + k] = gv / amp;
-                    cj.vals[v0 + k] = gv * x * inv / (C_LIGHT * g.line_shift);
-                    cj.vals[s0 + k] =
-                        aos * gauss / C_LIGHT * (1.0 - s2 * (1.0 - x * x * inv) * inv);
+                    ca[k] = gv / amp;
+                    cv[k] = gv * x * inv / cl;
+                    cs[k] = aos * gauss / C_LIGHT * (1.0 - s2 * (1.0 - x * x * inv) * inv);
                 }
                 cj.ends[j] = (g.lo, g.hi);
                 cj.ends[nl + j] = (g.lo, g.hi);

@@ -814,10 +814,7 @@ fn monte_carlo_refits_match_fastspecfit() {
 fn timing() {
     let (pt, c) = config();
     let mut ws = OptimizeWorkspace::default();
-    for (tid, reduced) in TARGETS
-        .iter()
-        .flat_map(|t| [(t, false), (t, true)])
-    {
+    for (tid, reduced) in TARGETS.iter().flat_map(|t| [(t, false), (t, true)]) {
         ws.set_reduced_lsmr(reduced);
         let mode = if reduced { " (reduced LSMR)" } else { "" };
         let t = target(&pt, tid);
