@@ -246,6 +246,7 @@ impl EmlineJacobian {
             mul_wmj(
                 &weights[cam.start..cam.start + cam.npix()],
                 &cam.rowdata,
+                &cam.w.data,
                 nd,
                 cj,
                 &mut self.buf,
@@ -544,7 +545,19 @@ fn dot4(a: &[f64], b: &[f64]) -> f64 {
 /// The three columns of a line (k = j, nl + j, 2nl + j), which normally share
 /// their range, are convolved together (three independent sums per row, each
 /// in the original order: bit-identical to one column at a time).
-fn mul_wmj(w: &[f64], rowdata: &[f64], nd: usize, cj: &mut CameraJac, buf: &mut Vec<f64>) {
+///
+/// Interior rows (whole band inside the column) are summed diagonal by
+/// diagonal over all rows at once (vectorisable; each row's sum still runs
+/// over the band in the original order), from W's DIA `data`
+/// (`data[d·n + j]` = row data `[i·nd + nd − 1 − d]` with j = i − h + nd − 1 − d).
+fn mul_wmj(
+    w: &[f64],
+    rowdata: &[f64],
+    data: &[f64],
+    nd: usize,
+    cj: &mut CameraJac,
+    buf: &mut Vec<f64>,
+) {
     let nbins = w.len();
     let h = nd / 2;
     let width = cj.width;
@@ -565,7 +578,45 @@ fn mul_wmj(w: &[f64], rowdata: &[f64], nd: usize, cj: &mut CameraJac, buf: &mut 
                 let ca = &cj.vals[ka * width..ka * width + (e - s)];
                 let cv = &cj.vals[kv * width..kv * width + (e - s)];
                 let cs = &cj.vals[ks * width..ks * width + (e - s)];
-                for i in imin..imax {
+                // interior rows [ilo, ihi): the full band lies in [s, e)
+                let (ilo, ihi) = (s + h, e.saturating_sub(h));
+                let interior = ilo < ihi;
+                if interior {
+                    let cnt = ihi - ilo;
+                    let (oa, ov, os) = (
+                        &mut ba[ilo - imin..ihi - imin],
+                        &mut bv[ilo - imin..ihi - imin],
+                        &mut bs[ilo - imin..ihi - imin],
+                    );
+                    oa.fill(0.0);
+                    ov.fill(0.0);
+                    os.fill(0.0);
+                    for idx in 0..nd {
+                        let j0 = ilo - h + idx;
+                        let dd =
+                            &data[(nd - 1 - idx) * nbins + j0..(nd - 1 - idx) * nbins + j0 + cnt];
+                        let off = j0 - s;
+                        let (xa, xv, xs) = (
+                            &ca[off..off + cnt],
+                            &cv[off..off + cnt],
+                            &cs[off..off + cnt],
+                        );
+                        for t in 0..cnt {
+                            let q = dd[t];
+                            oa[t] += q * xa[t];
+                            ov[t] += q * xv[t];
+                            os[t] += q * xs[t];
+                        }
+                    }
+                    let wi = &w[ilo..ihi];
+                    for t in 0..cnt {
+                        oa[t] *= wi[t];
+                        ov[t] *= wi[t];
+                        os[t] *= wi[t];
+                    }
+                }
+                let edge = |i: usize| !interior || i < ilo || i >= ihi;
+                for i in (imin..imax).filter(|&i| edge(i)) {
                     let kmin = i.saturating_sub(h).max(s);
                     let kmax = (i + h).min(e - 1);
                     let rd = &rowdata[i * nd + kmin + h - i..i * nd + kmax + h - i + 1];

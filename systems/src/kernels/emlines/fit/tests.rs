@@ -814,7 +814,17 @@ fn monte_carlo_refits_match_fastspecfit() {
 fn timing() {
     let (pt, c) = config();
     let mut ws = OptimizeWorkspace::default();
-    for (tid, reduced) in TARGETS.iter().flat_map(|t| [(t, false), (t, true)]) {
+    // FSF_TIMING_MODE=default|reduced restricts to one mode
+    let mode_env = std::env::var("FSF_TIMING_MODE").unwrap_or_default();
+    for (tid, reduced) in TARGETS
+        .iter()
+        .flat_map(|t| [(t, false), (t, true)])
+        .filter(|(_, r)| match mode_env.as_str() {
+            "default" => !*r,
+            "reduced" => *r,
+            _ => true,
+        })
+    {
         ws.set_reduced_lsmr(reduced);
         let mode = if reduced { " (reduced LSMR)" } else { "" };
         let t = target(&pt, tid);
