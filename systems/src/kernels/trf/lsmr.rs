@@ -129,7 +129,7 @@ fn lane_update<F: Fn(f64, usize) -> f64>(
     f: F,
 ) {
     let mut i = a;
-    while i < b && i % 4 != 0 {
+    while i < b && !i.is_multiple_of(4) {
         let x = f(u[i], i);
         u[i] = x;
         acc[i % 4] += x * x;
