@@ -19,13 +19,29 @@ pub fn max_buffer_width(logwave: &[f64], sigmas: &[f64], padding: usize, sigma_g
     if logwave.len() < 2 {
         return 2 * padding + 4 + logwave.len();
     }
+    buffer_width_with(min_step(logwave), logwave, sigmas, padding, sigma_g)
+}
+
+/// Smallest step of a grid (∞ for fewer than two points).
+pub(crate) fn min_step(logwave: &[f64]) -> f64 {
+    logwave
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// [`max_buffer_width`] with the grid's smallest step `dmin` precomputed
+/// (`logwave` of at least two points).
+fn buffer_width_with(
+    dmin: f64,
+    logwave: &[f64],
+    sigmas: &[f64],
+    padding: usize,
+    sigma_g: f64,
+) -> usize {
     let smax = sigmas.iter().copied().fold(f64::NEG_INFINITY, f64::max) / C_LIGHT;
     let sg = sigma_g / logwave[0].exp();
     let seff = (smax * smax + sg * sg).sqrt();
-    let dmin = logwave
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .fold(f64::INFINITY, f64::min);
     let w = 2.0 * MAX_SDEV * seff / dmin;
     let w = if w.is_finite() && w >= 0.0 {
         w as usize
@@ -42,6 +58,66 @@ struct CameraJac {
     ends: Vec<(usize, usize)>,
     width: usize,
     vals: Vec<f64>,
+    /// Union of the non-empty column ranges (local, sorted, disjoint).
+    support: Vec<(usize, usize)>,
+    /// Lines whose three columns share one non-empty range.
+    triples: Vec<usize>,
+    /// The other non-empty columns.
+    singles: Vec<usize>,
+}
+
+/// Sorted union of the non-empty ranges in `ranges` (which is reordered),
+/// appended to `out` shifted by `offset`.
+pub(crate) fn merge_ranges(
+    ranges: &mut [(usize, usize)],
+    offset: usize,
+    out: &mut Vec<(usize, usize)>,
+) {
+    ranges.sort_unstable();
+    let mut cur: Option<(usize, usize)> = None;
+    for &(a, b) in ranges.iter().filter(|r| r.0 < r.1) {
+        cur = match cur {
+            Some((ca, cb)) if a <= cb => Some((ca, cb.max(b))),
+            Some(c) => {
+                out.push((c.0 + offset, c.1 + offset));
+                Some((a, b))
+            }
+            None => Some((a, b)),
+        };
+    }
+    if let Some(c) = cur {
+        out.push((c.0 + offset, c.1 + offset));
+    }
+}
+
+/// A dense column over hstacked pixels [start, start + len) that joins the
+/// line columns in [`EmlineJacobian::gram`] (e.g. a continuum-patch
+/// pedestal): values `vals[off .. off + len]` of the slice passed along,
+/// free parameter `col` (factor 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtraColumn {
+    /// First hstacked pixel.
+    pub start: usize,
+    /// Number of pixels.
+    pub len: usize,
+    /// Offset of the values.
+    pub off: usize,
+    /// Free-parameter index.
+    pub col: usize,
+}
+
+/// One non-empty column in the Gram sweep: hstacked range, where its values
+/// live, and its (free index, factor) entries `elts[e0..e1]`.
+#[derive(Debug, Clone, Copy)]
+struct GramCol {
+    start: usize,
+    end: usize,
+    /// `usize::MAX`: an extra column (values in the extra slice at `off`);
+    /// else the camera index (values at `off` in its `vals`).
+    cam: usize,
+    off: usize,
+    e0: usize,
+    e1: usize,
 }
 
 /// The sparse Jacobian of the line-fit residuals w.r.t. the free parameters;
@@ -53,6 +129,11 @@ pub struct EmlineJacobian {
     vfull: Vec<f64>,
     nrows: usize,
     nfree: usize,
+    rscratch: Vec<(usize, usize)>,
+    /// Gram scratch: per full parameter the range of its J_S entries.
+    elt_start: Vec<usize>,
+    elts: Vec<(usize, f64)>,
+    gcols: Vec<GramCol>,
 }
 
 impl EmlineJacobian {
@@ -99,7 +180,12 @@ impl EmlineJacobian {
         for (cam, cj) in spec.cameras.iter().zip(self.cams.iter_mut()) {
             let lw = &cam.logwave;
             let nd = cam.w.ndiag;
-            let width = max_buffer_width(lw, sigs, nd, SIGMA_G).max(nd + 4);
+            let width = if lw.len() < 2 {
+                max_buffer_width(lw, sigs, nd, SIGMA_G)
+            } else {
+                buffer_width_with(cam.min_dlog, lw, sigs, nd, SIGMA_G)
+            }
+            .max(nd + 4);
             cj.width = width;
             cj.ends.clear();
             cj.ends.resize(3 * nl, (0, 0));
@@ -127,14 +213,23 @@ impl EmlineJacobian {
                 let inv = 1.0 / (g.sigma_eff * g.sigma_eff);
                 let s2 = g.sigma * g.sigma;
                 let (a0, v0, s0) = (j * width, (nl + j) * width, (2 * nl + j) * width);
-                for (k, &l) in lw[g.lo..g.hi].iter().enumerate() {
+                let cl = C_LIGHT * g.line_shift;
+                let lws = &lw[g.lo..g.hi];
+                let (head, rest) = cj.vals.split_at_mut(v0);
+                let (vmid, stail) = rest.split_at_mut(s0 - v0);
+                let (ca, cv, cs) = (&mut head[a0..a0 + len], &mut vmid[..len], &mut stail[..len]);
+                // the Gaussians first (libm calls), then a vectorisable pass
+                for (c, &l) in ca.iter_mut().zip(lws) {
                     let x = l - g.log_center;
-                    let gauss = (-x * x * inv2).exp();
+                    *c = (-x * x * inv2).exp();
+                }
+                for k in 0..len {
+                    let x = lws[k] - g.log_center;
+                    let gauss = ca[k];
                     let gv = amp_eff * gauss;
-                    cj.vals[a0 + k] = gv / amp;
-                    cj.vals[v0 + k] = gv * x * inv / (C_LIGHT * g.line_shift);
-                    cj.vals[s0 + k] =
-                        aos * gauss / C_LIGHT * (1.0 - s2 * (1.0 - x * x * inv) * inv);
+                    ca[k] = gv / amp;
+                    cv[k] = gv * x * inv / cl;
+                    cs[k] = aos * gauss / C_LIGHT * (1.0 - s2 * (1.0 - x * x * inv) * inv);
                 }
                 cj.ends[j] = (g.lo, g.hi);
                 cj.ends[nl + j] = (g.lo, g.hi);
@@ -151,10 +246,30 @@ impl EmlineJacobian {
             mul_wmj(
                 &weights[cam.start..cam.start + cam.npix()],
                 &cam.rowdata,
+                &cam.w.data,
                 nd,
                 cj,
                 &mut self.buf,
             );
+            self.rscratch.clear();
+            self.rscratch.extend_from_slice(&cj.ends);
+            cj.support.clear();
+            merge_ranges(&mut self.rscratch, 0, &mut cj.support);
+            cj.triples.clear();
+            cj.singles.clear();
+            for j in 0..nl {
+                let (ka, kv, ks) = (j, nl + j, 2 * nl + j);
+                let r = cj.ends[ka];
+                if r.0 < r.1 && cj.ends[kv] == r && cj.ends[ks] == r {
+                    cj.triples.push(j);
+                } else {
+                    cj.singles.extend(
+                        [ka, kv, ks]
+                            .into_iter()
+                            .filter(|&k| cj.ends[k].0 < cj.ends[k].1),
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -181,6 +296,44 @@ impl EmlineJacobian {
         }
     }
 
+    /// Rows (hstacked, sorted disjoint ranges) outside which J is zero,
+    /// appended to `out`.
+    pub fn support(&self, spec: &EmlineSpectrum, out: &mut Vec<(usize, usize)>) {
+        for (cam, cj) in spec.cameras.iter().zip(&self.cams) {
+            out.extend(
+                cj.support
+                    .iter()
+                    .map(|&(a, b)| (a + cam.start, b + cam.start)),
+            );
+        }
+    }
+
+    /// out = J · v on the rows of [`support`](Self::support) only (the other
+    /// rows of `out` are left untouched); bit-identical to
+    /// [`matvec`](Self::matvec) there.
+    pub fn matvec_support(
+        &mut self,
+        spec: &EmlineSpectrum,
+        mapping: &ParamsMapping,
+        v: &[f64],
+        out: &mut [f64],
+    ) {
+        mapping.jac_matvec(v, &mut self.vfull);
+        for (cam, cj) in spec.cameras.iter().zip(&self.cams) {
+            let o = &mut out[cam.start..cam.start + cam.npix()];
+            for &(a, b) in &cj.support {
+                o[a..b].fill(0.0);
+            }
+            for (k, &(s, e)) in cj.ends.iter().enumerate() {
+                let f = self.vfull[k];
+                let col = &cj.vals[k * cj.width..k * cj.width + (e - s)];
+                for (x, &c) in o[s..e].iter_mut().zip(col) {
+                    *x += c * f;
+                }
+            }
+        }
+    }
+
     /// out = Jᵀ · u (u: hstacked pixels, out: free parameters).
     pub fn rmatvec(
         &mut self,
@@ -192,8 +345,76 @@ impl EmlineJacobian {
         out.iter_mut().for_each(|x| *x = 0.0);
         for (cam, cj) in spec.cameras.iter().zip(&self.cams) {
             let uc = &u[cam.start..cam.start + cam.npix()];
-            for (k, &(s, e)) in cj.ends.iter().enumerate() {
-                let col = &cj.vals[k * cj.width..k * cj.width + (e - s)];
+            let w = cj.width;
+            let nl = cj.ends.len() / 3;
+            // empty columns: the empty sum (−0.0) as `Iterator::sum`
+            self.vfull.fill(-0.0);
+            // lines whose three columns share their range, two at a time: six
+            // independent sums, each in the sequential order of
+            // `Iterator::sum` (bit-identical to column-by-column)
+            let mut pairs = cj.triples.chunks_exact(2);
+            for pr in &mut pairs {
+                let (j1, j2) = (pr[0], pr[1]);
+                let (s1, e1) = cj.ends[j1];
+                let (s2, e2) = cj.ends[j2];
+                let (n1, n2) = (e1 - s1, e2 - s2);
+                let col = |k: usize, n: usize| &cj.vals[k * w..k * w + n];
+                let (a1, v1, g1) = (col(j1, n1), col(nl + j1, n1), col(2 * nl + j1, n1));
+                let (a2, v2, g2) = (col(j2, n2), col(nl + j2, n2), col(2 * nl + j2, n2));
+                let (u1, u2) = (&uc[s1..e1], &uc[s2..e2]);
+                let mut acc = [-0.0f64; 6];
+                let nmin = n1.min(n2);
+                for t in 0..nmin {
+                    let (x1, x2) = (u1[t], u2[t]);
+                    acc[0] += a1[t] * x1;
+                    acc[1] += v1[t] * x1;
+                    acc[2] += g1[t] * x1;
+                    acc[3] += a2[t] * x2;
+                    acc[4] += v2[t] * x2;
+                    acc[5] += g2[t] * x2;
+                }
+                for t in nmin..n1 {
+                    let x1 = u1[t];
+                    acc[0] += a1[t] * x1;
+                    acc[1] += v1[t] * x1;
+                    acc[2] += g1[t] * x1;
+                }
+                for t in nmin..n2 {
+                    let x2 = u2[t];
+                    acc[3] += a2[t] * x2;
+                    acc[4] += v2[t] * x2;
+                    acc[5] += g2[t] * x2;
+                }
+                self.vfull[j1] = acc[0];
+                self.vfull[nl + j1] = acc[1];
+                self.vfull[2 * nl + j1] = acc[2];
+                self.vfull[j2] = acc[3];
+                self.vfull[nl + j2] = acc[4];
+                self.vfull[2 * nl + j2] = acc[5];
+            }
+            if let [j] = *pairs.remainder() {
+                let (s, e) = cj.ends[j];
+                let n = e - s;
+                let (ca, cv, cs) = (
+                    &cj.vals[j * w..j * w + n],
+                    &cj.vals[(nl + j) * w..(nl + j) * w + n],
+                    &cj.vals[(2 * nl + j) * w..(2 * nl + j) * w + n],
+                );
+                let uu = &uc[s..e];
+                let (mut aa, mut av, mut as_) = (-0.0f64, -0.0f64, -0.0f64);
+                for i in 0..n {
+                    let x = uu[i];
+                    aa += ca[i] * x;
+                    av += cv[i] * x;
+                    as_ += cs[i] * x;
+                }
+                self.vfull[j] = aa;
+                self.vfull[nl + j] = av;
+                self.vfull[2 * nl + j] = as_;
+            }
+            for &k in &cj.singles {
+                let (s, e) = cj.ends[k];
+                let col = &cj.vals[k * w..k * w + (e - s)];
                 self.vfull[k] = col.iter().zip(&uc[s..e]).map(|(a, b)| a * b).sum();
             }
             mapping.jac_add_rmatvec(&self.vfull, out);
@@ -201,32 +422,264 @@ impl EmlineJacobian {
     }
 }
 
+impl EmlineJacobian {
+    /// JᵀJ over the free parameters of the last [`evaluate`](Self::evaluate)
+    /// plus the `extra` columns, into `out` (`ntot`×`ntot`, column-major,
+    /// overwritten; `ntot` ≥ free parameters and every extra `col` < `ntot`):
+    /// the products of every pair of overlapping stored columns, mapped
+    /// through J_S — O(Σ overlaps), not O(rows · ntot²).
+    pub fn gram(
+        &mut self,
+        spec: &EmlineSpectrum,
+        mapping: &ParamsMapping,
+        extra: &[ExtraColumn],
+        extra_vals: &[f64],
+        ntot: usize,
+        out: &mut [f64],
+    ) {
+        out[..ntot * ntot].fill(0.0);
+        let np = mapping.nparams();
+        // per full parameter: its (free column, factor) entries (CSR)
+        self.elt_start.clear();
+        self.elt_start.resize(np + 2, 0);
+        for ((dst, _), _) in mapping.jac_entries() {
+            self.elt_start[dst + 2] += 1;
+        }
+        for k in 2..np + 2 {
+            self.elt_start[k] += self.elt_start[k - 1];
+        }
+        self.elts.clear();
+        self.elts.resize(self.elt_start[np + 1], (0, 0.0));
+        for ((dst, src), f) in mapping.jac_entries() {
+            let slot = &mut self.elt_start[dst + 1];
+            self.elts[*slot] = (src, f);
+            *slot += 1;
+        }
+        // now elt_start[k]..elt_start[k + 1] spans parameter k's entries
+        let nx = self.elts.len();
+        self.elts.extend(extra.iter().map(|e| (e.col, 1.0)));
+        self.gcols.clear();
+        for (c, (cam, cj)) in spec.cameras.iter().zip(&self.cams).enumerate() {
+            for (k, &(s, e)) in cj.ends.iter().enumerate() {
+                if s == e || self.elt_start[k] == self.elt_start[k + 1] {
+                    continue;
+                }
+                self.gcols.push(GramCol {
+                    start: cam.start + s,
+                    end: cam.start + e,
+                    cam: c,
+                    off: k * cj.width,
+                    e0: self.elt_start[k],
+                    e1: self.elt_start[k + 1],
+                });
+            }
+        }
+        for (i, e) in extra.iter().enumerate().filter(|(_, e)| e.len > 0) {
+            self.gcols.push(GramCol {
+                start: e.start,
+                end: e.start + e.len,
+                cam: usize::MAX,
+                off: e.off,
+                e0: nx + i,
+                e1: nx + i + 1,
+            });
+        }
+        self.gcols.sort_unstable_by_key(|c| c.start);
+        let cams = &self.cams;
+        let vals = |c: &GramCol, lo: usize, hi: usize| -> &[f64] {
+            let base = if c.cam == usize::MAX {
+                extra_vals
+            } else {
+                &cams[c.cam].vals[..]
+            };
+            &base[c.off + lo - c.start..c.off + hi - c.start]
+        };
+        for a in 0..self.gcols.len() {
+            let ca = self.gcols[a];
+            for (b, cb) in self.gcols[a..].iter().enumerate() {
+                if cb.start >= ca.end {
+                    break;
+                }
+                let (lo, hi) = (cb.start.max(ca.start), cb.end.min(ca.end));
+                if lo >= hi {
+                    continue;
+                }
+                let v = dot4(vals(&ca, lo, hi), vals(cb, lo, hi));
+                for &(pa, fa) in &self.elts[ca.e0..ca.e1] {
+                    for &(pb, fb) in &self.elts[cb.e0..cb.e1] {
+                        let t = fa * fb * v;
+                        out[pb * ntot + pa] += t;
+                        if b != 0 {
+                            out[pa * ntot + pb] += t;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Σ aᵢ bᵢ with four interleaved partial sums.
+#[inline]
+fn dot4(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; 4];
+    let mut ca = a.chunks_exact(4);
+    let mut cb = b.chunks_exact(4);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        acc[0] += x[0] * y[0];
+        acc[1] += x[1] * y[1];
+        acc[2] += x[2] * y[2];
+        acc[3] += x[3] * y[3];
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        s += x * y;
+    }
+    s
+}
+
 /// In place: column k of J (local range [s, e)) ← diag(w)·W·column, range
 /// widened by ±ndiag/2 and clipped to the camera (FastSpecFit's `mulWMJ`).
-fn mul_wmj(w: &[f64], rowdata: &[f64], nd: usize, cj: &mut CameraJac, buf: &mut Vec<f64>) {
+/// The three columns of a line (k = j, nl + j, 2nl + j), which normally share
+/// their range, are convolved together (three independent sums per row, each
+/// in the original order: bit-identical to one column at a time).
+///
+/// Interior rows (whole band inside the column) are summed diagonal by
+/// diagonal over all rows at once (vectorisable; each row's sum still runs
+/// over the band in the original order), from W's DIA `data`
+/// (`data[d·n + j]` = row data `[i·nd + nd − 1 − d]` with j = i − h + nd − 1 − d).
+fn mul_wmj(
+    w: &[f64],
+    rowdata: &[f64],
+    data: &[f64],
+    nd: usize,
+    cj: &mut CameraJac,
+    buf: &mut Vec<f64>,
+) {
     let nbins = w.len();
     let h = nd / 2;
-    if buf.len() < cj.width {
-        buf.resize(cj.width, 0.0);
+    let width = cj.width;
+    if buf.len() < 3 * width {
+        buf.resize(3 * width, 0.0);
     }
-    for (k, end) in cj.ends.iter_mut().enumerate() {
-        let (s, e) = *end;
-        if s == e {
-            continue;
-        }
-        let col = &mut cj.vals[k * cj.width..(k + 1) * cj.width];
-        let imin = s.saturating_sub(h);
-        let imax = (e + h).min(nbins);
-        for i in imin..imax {
-            let kmin = (i.saturating_sub(h)).max(s);
-            let kmax = (i + h).min(e - 1);
-            let mut acc = 0.0;
-            for kk in kmin..=kmax {
-                acc += rowdata[i * nd + kk + h - i] * col[kk - s];
+    let nl = cj.ends.len() / 3;
+    for j in 0..nl {
+        let (ka, kv, ks) = (j, nl + j, 2 * nl + j);
+        let r = cj.ends[ka];
+        if r.0 < r.1 && cj.ends[kv] == r && cj.ends[ks] == r {
+            let (s, e) = r;
+            let imin = s.saturating_sub(h);
+            let imax = (e + h).min(nbins);
+            let (ba, rest) = buf.split_at_mut(width);
+            let (bv, bs) = rest.split_at_mut(width);
+            {
+                let ca = &cj.vals[ka * width..ka * width + (e - s)];
+                let cv = &cj.vals[kv * width..kv * width + (e - s)];
+                let cs = &cj.vals[ks * width..ks * width + (e - s)];
+                // interior rows [ilo, ihi): the full band lies in [s, e)
+                let (ilo, ihi) = (s + h, e.saturating_sub(h));
+                let interior = ilo < ihi;
+                if interior {
+                    let cnt = ihi - ilo;
+                    let (oa, ov, os) = (
+                        &mut ba[ilo - imin..ihi - imin],
+                        &mut bv[ilo - imin..ihi - imin],
+                        &mut bs[ilo - imin..ihi - imin],
+                    );
+                    oa.fill(0.0);
+                    ov.fill(0.0);
+                    os.fill(0.0);
+                    for idx in 0..nd {
+                        let j0 = ilo - h + idx;
+                        let dd =
+                            &data[(nd - 1 - idx) * nbins + j0..(nd - 1 - idx) * nbins + j0 + cnt];
+                        let off = j0 - s;
+                        let (xa, xv, xs) = (
+                            &ca[off..off + cnt],
+                            &cv[off..off + cnt],
+                            &cs[off..off + cnt],
+                        );
+                        for t in 0..cnt {
+                            let q = dd[t];
+                            oa[t] += q * xa[t];
+                            ov[t] += q * xv[t];
+                            os[t] += q * xs[t];
+                        }
+                    }
+                    let wi = &w[ilo..ihi];
+                    for t in 0..cnt {
+                        oa[t] *= wi[t];
+                        ov[t] *= wi[t];
+                        os[t] *= wi[t];
+                    }
+                }
+                let edge = |i: usize| !interior || i < ilo || i >= ihi;
+                for i in (imin..imax).filter(|&i| edge(i)) {
+                    let kmin = i.saturating_sub(h).max(s);
+                    let kmax = (i + h).min(e - 1);
+                    let rd = &rowdata[i * nd + kmin + h - i..i * nd + kmax + h - i + 1];
+                    let (xa, xv, xs) = (
+                        &ca[kmin - s..=kmax - s],
+                        &cv[kmin - s..=kmax - s],
+                        &cs[kmin - s..=kmax - s],
+                    );
+                    let (mut aa, mut av, mut as_) = (0.0f64, 0.0f64, 0.0f64);
+                    for t in 0..rd.len() {
+                        let q = rd[t];
+                        aa += q * xa[t];
+                        av += q * xv[t];
+                        as_ += q * xs[t];
+                    }
+                    let wi = w[i];
+                    ba[i - imin] = aa * wi;
+                    bv[i - imin] = av * wi;
+                    bs[i - imin] = as_ * wi;
+                }
             }
-            buf[i - imin] = acc * w[i];
+            let n = imax - imin;
+            cj.vals[ka * width..ka * width + n].copy_from_slice(&ba[..n]);
+            cj.vals[kv * width..kv * width + n].copy_from_slice(&bv[..n]);
+            cj.vals[ks * width..ks * width + n].copy_from_slice(&bs[..n]);
+            cj.ends[ka] = (imin, imax);
+            cj.ends[kv] = (imin, imax);
+            cj.ends[ks] = (imin, imax);
+        } else {
+            for k in [ka, kv, ks] {
+                mul_wmj_column(w, rowdata, nd, cj, k, buf);
+            }
         }
-        col[..imax - imin].copy_from_slice(&buf[..imax - imin]);
-        *end = (imin, imax);
     }
+}
+
+/// [`mul_wmj`] for one column.
+fn mul_wmj_column(
+    w: &[f64],
+    rowdata: &[f64],
+    nd: usize,
+    cj: &mut CameraJac,
+    k: usize,
+    buf: &mut [f64],
+) {
+    let nbins = w.len();
+    let h = nd / 2;
+    let (s, e) = cj.ends[k];
+    if s == e {
+        return;
+    }
+    let col = &mut cj.vals[k * cj.width..(k + 1) * cj.width];
+    let imin = s.saturating_sub(h);
+    let imax = (e + h).min(nbins);
+    for i in imin..imax {
+        let kmin = (i.saturating_sub(h)).max(s);
+        let kmax = (i + h).min(e - 1);
+        let mut acc = 0.0;
+        for kk in kmin..=kmax {
+            acc += rowdata[i * nd + kk + h - i] * col[kk - s];
+        }
+        buf[i - imin] = acc * w[i];
+    }
+    col[..imax - imin].copy_from_slice(&buf[..imax - imin]);
+    cj.ends[k] = (imin, imax);
 }

@@ -56,7 +56,7 @@ use super::super::trf::{
     TrfStatus, TrfWorkspace, XScale,
 };
 use super::super::KernelError;
-use super::jacobian::EmlineJacobian;
+use super::jacobian::{merge_ranges, EmlineJacobian, ExtraColumn};
 use super::linemodel::LineModel;
 use super::mapping::ParamsMapping;
 use super::params::ParamTable;
@@ -163,7 +163,28 @@ pub struct OptimizeWorkspace {
     /// Patch Jacobian columns: slopes then intercepts, each over its range.
     patch_cols: Vec<f64>,
     patch_offsets: Vec<usize>,
+    /// Row support of the Jacobian (line columns and patches).
+    support: Vec<(usize, usize)>,
+    rscratch: Vec<(usize, usize)>,
+    /// The patch columns as Gram extras.
+    extra_cols: Vec<ExtraColumn>,
+    /// Run LSMR on the Gram factor (see [`Self::set_reduced_lsmr`]).
+    reduced_lsmr: bool,
     buf: Vec<f64>,
+}
+
+impl OptimizeWorkspace {
+    /// Opt in (or out) of the reduced LSMR sub-problem solver for the fits
+    /// run with this workspace (default: off): LSMR then runs on the
+    /// (n+1)×n Cholesky factor of the augmented Gram matrix instead of the
+    /// pixel-sized operator (module `trf::subspace`), the same iteration in
+    /// exact arithmetic and several times faster, but with different
+    /// rounding — which moves the stopping points of ill-conditioned fits
+    /// as any rounding change does (beyond some tolerances of the
+    /// FastSpecFit comparison tests, see the module docs).
+    pub fn set_reduced_lsmr(&mut self, on: bool) {
+        self.reduced_lsmr = on;
+    }
 }
 
 impl std::fmt::Debug for OptimizeWorkspace {
@@ -315,6 +336,16 @@ pub fn optimize_into(
                 ws.patch_cols.extend_from_slice(&weights[q.start..q.end]);
             }
         }
+        ws.extra_cols.clear();
+        for (col, &off) in ws.patch_offsets.iter().enumerate() {
+            let q = &patch_list[col % npatch];
+            ws.extra_cols.push(ExtraColumn {
+                start: q.start,
+                len: q.end - q.start,
+                off,
+                col: nline_free + col,
+            });
+        }
         ws.full.resize(np, 0.0);
         let opts = TrfOptions {
             ftol: tol.ftol,
@@ -341,6 +372,10 @@ pub fn optimize_into(
             jac: RefCell::new(&mut ws.jac),
             patch_cols: &ws.patch_cols,
             patch_offsets: &ws.patch_offsets,
+            support: &mut ws.support,
+            rscratch: &mut ws.rscratch,
+            extra_cols: &ws.extra_cols,
+            reduced_lsmr: ws.reduced_lsmr,
             error: None,
         };
         let summary =
@@ -467,6 +502,10 @@ struct LineProblem<'a> {
     jac: RefCell<&'a mut EmlineJacobian>,
     patch_cols: &'a [f64],
     patch_offsets: &'a [usize],
+    support: &'a mut Vec<(usize, usize)>,
+    rscratch: &'a mut Vec<(usize, usize)>,
+    extra_cols: &'a [ExtraColumn],
+    reduced_lsmr: bool,
     /// First error met inside a callback (the trait cannot return one).
     error: Option<KernelError>,
 }
@@ -505,13 +544,45 @@ impl OperatorJacobian for LineProblem<'_> {
         if let Err(e) = jac.evaluate(self.spec, self.mapping, &x[..nlf], self.full, self.weights) {
             self.error.get_or_insert(e);
         }
+        self.rscratch.clear();
+        jac.support(self.spec, self.rscratch);
+        self.rscratch
+            .extend(self.patches.iter().map(|q| (q.start, q.end)));
+        self.support.clear();
+        merge_ranges(self.rscratch, 0, self.support);
+    }
+
+    fn row_support(&self) -> Option<&[(usize, usize)]> {
+        Some(&self.support[..])
+    }
+
+    fn gram(&self, out: &mut [f64]) -> bool {
+        if !self.reduced_lsmr {
+            return false;
+        }
+        let n = self.nline_free + 2 * self.patches.len();
+        self.jac.borrow_mut().gram(
+            self.spec,
+            self.mapping,
+            self.extra_cols,
+            self.patch_cols,
+            n,
+            out,
+        );
+        true
     }
 
     fn matvec(&self, v: &[f64], out: &mut [f64]) {
         let nlf = self.nline_free;
+        if !self.patches.is_empty() {
+            // patch rows outside the line columns' support start from 0 too
+            for &(a, b) in self.support.iter() {
+                out[a..b].fill(0.0);
+            }
+        }
         self.jac
             .borrow_mut()
-            .matvec(self.spec, self.mapping, &v[..nlf], out);
+            .matvec_support(self.spec, self.mapping, &v[..nlf], out);
         let np = self.patches.len();
         for (c, q) in self.patches.iter().enumerate() {
             for (col, vk) in [(c, v[nlf + c]), (np + c, v[nlf + np + c])] {

@@ -150,6 +150,9 @@ pub struct EmlineCamera {
     pub w: Resolution,
     /// Row data of W (npix × ndiag), for the Jacobian.
     pub rowdata: Vec<f64>,
+    /// Smallest step of `logwave` (∞ below two pixels), for the Jacobian's
+    /// buffer width.
+    pub min_dlog: f64,
 }
 
 impl EmlineCamera {
@@ -172,9 +175,11 @@ impl EmlineCamera {
         }
         let mut rowdata = vec![0.0; w.npix * w.ndiag];
         w.row_data(&mut rowdata)?;
+        let logwave: Vec<f64> = wave.iter().map(|x| x.ln()).collect();
         Ok(Self {
             start,
-            logwave: wave.iter().map(|x| x.ln()).collect(),
+            min_dlog: super::jacobian::min_step(&logwave),
+            logwave,
             w,
             rowdata,
         })

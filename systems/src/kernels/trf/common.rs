@@ -138,8 +138,22 @@ pub(super) struct Jh<'a, M: Model> {
 }
 
 impl<M: Model> Jh<'_, M> {
-    /// out = J_h s (`tmp` of length n).
+    /// out = J_h s (`tmp` of length n), every row written.
     pub(super) fn mul(&self, s: &[f64], tmp: &mut [f64], out: &mut [f64]) {
+        self.mul_support(s, tmp, out);
+        if let Some(sup) = self.model.row_support() {
+            let mut next = 0;
+            for &(a, b) in sup {
+                out[next..a].fill(0.0);
+                next = b;
+            }
+            out[next..].fill(0.0);
+        }
+    }
+
+    /// out = J_h s, only the rows of the model's row support written when it
+    /// has one.
+    pub(super) fn mul_support(&self, s: &[f64], tmp: &mut [f64], out: &mut [f64]) {
         for ((t, &si), &di) in tmp.iter_mut().zip(s).zip(self.d) {
             *t = si * di;
         }

@@ -249,11 +249,13 @@ pub(super) fn run<M: Model>(
                     m1: tmp_m,
                     m2: tmp_m2,
                 };
+                let has_gram = model.gram(jac, &mut sub.gram[..n * n]);
                 let ctx = SubspaceCtx {
                     g_h,
                     diag_h: dh,
                     f,
                     delta,
+                    gram: has_gram,
                 };
                 (k_sub, b_s, g_s) = subspace_model(&jh, &ctx, &lo, ag_h, &mut q, sub);
             }

@@ -68,9 +68,116 @@ fn scale(v: &mut [f64], s: f64) {
     }
 }
 
+/// u ← u·c + ut with ‖u‖ returned, over the rows of `support` (sorted,
+/// disjoint ranges) taking `ut` there and 0 elsewhere, where u is first
+/// multiplied by the deferred factor `pending` (if any). Every element goes
+/// through the same roundings as `scale(u, pending)`, `scale(u, c)`,
+/// `u += ut`, `norm(u)` (whose 4-lane sum is reproduced exactly; adding an
+/// exact 0 outside the support is skipped), so the result is bit-identical.
+fn fused_update(
+    u: &mut [f64],
+    ut: &[f64],
+    c: f64,
+    pending: Option<f64>,
+    support: &[(usize, usize)],
+) -> f64 {
+    let len = u.len();
+    let full = len - len % 4;
+    let mut acc = [0.0f64; 4];
+    let outside = |u: &mut [f64], a: usize, b: usize, acc: &mut [f64; 4]| match pending {
+        Some(p) => lane_update(u, a, b, acc, |x, _| (x * p) * c),
+        None => lane_update(u, a, b, acc, |x, _| x * c),
+    };
+    let mut next = 0;
+    for &(a, b) in support {
+        let (a, b) = (a.min(full), b.min(full));
+        if next < a {
+            outside(u, next, a, &mut acc);
+        }
+        if a < b {
+            lane_update(u, a, b, &mut acc, |x, i| x * c + ut[i]);
+        }
+        next = next.max(b);
+    }
+    if next < full {
+        outside(u, next, full, &mut acc);
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    // remainder rows, summed sequentially as in `dot`
+    for i in full..len {
+        let inside = support.iter().any(|r| r.0 <= i && i < r.1);
+        let x = if inside {
+            u[i] * c + ut[i]
+        } else if let Some(p) = pending {
+            (u[i] * p) * c
+        } else {
+            u[i] * c
+        };
+        u[i] = x;
+        s += x * x;
+    }
+    s.sqrt()
+}
+
+/// u[i] ← f(u[i], i) for i in [a, b), accumulating u[i]² into lane i mod 4.
+#[inline(always)]
+fn lane_update<F: Fn(f64, usize) -> f64>(
+    u: &mut [f64],
+    a: usize,
+    b: usize,
+    acc: &mut [f64; 4],
+    f: F,
+) {
+    let mut i = a;
+    while i < b && !i.is_multiple_of(4) {
+        let x = f(u[i], i);
+        u[i] = x;
+        acc[i % 4] += x * x;
+        i += 1;
+    }
+    let (mut a0, mut a1, mut a2, mut a3) = (acc[0], acc[1], acc[2], acc[3]);
+    let nb = (b - i) / 4;
+    for (q, ch) in u[i..i + 4 * nb].chunks_exact_mut(4).enumerate() {
+        let k = i + 4 * q;
+        let x0 = f(ch[0], k);
+        let x1 = f(ch[1], k + 1);
+        let x2 = f(ch[2], k + 2);
+        let x3 = f(ch[3], k + 3);
+        ch[0] = x0;
+        ch[1] = x1;
+        ch[2] = x2;
+        ch[3] = x3;
+        a0 += x0 * x0;
+        a1 += x1 * x1;
+        a2 += x2 * x2;
+        a3 += x3 * x3;
+    }
+    *acc = [a0, a1, a2, a3];
+    i += 4 * nb;
+    while i < b {
+        let x = f(u[i], i);
+        u[i] = x;
+        acc[i % 4] += x * x;
+        i += 1;
+    }
+}
+
 /// Solve the damped least-squares problem; the solution is left in `w.x`.
 /// Returns the number of iterations.
-pub(super) fn lsmr<A: LinOp>(a: &mut A, b: &[f64], prm: LsmrParams, w: LsmrBufs<'_>) -> usize {
+///
+/// With a row `support` (sorted disjoint row ranges outside which A is
+/// zero; `a.matvec` then need only write those rows and `a.rmatvec` only
+/// read them) the per-iteration vector updates of u are fused into one pass
+/// and the 1/β scaling of the rows outside the support is deferred into the
+/// next pass — the same floating-point operations on every element, so the
+/// iterates are bit-identical to the plain loop.
+pub(super) fn lsmr<A: LinOp>(
+    a: &mut A,
+    b: &[f64],
+    prm: LsmrParams,
+    w: LsmrBufs<'_>,
+    support: Option<&[(usize, usize)]>,
+) -> usize {
     let LsmrBufs {
         u,
         ut,
@@ -125,16 +232,30 @@ pub(super) fn lsmr<A: LinOp>(a: &mut A, b: &[f64], prm: LsmrParams, w: LsmrBufs<
     if normar == 0.0 || normb == 0.0 {
         return itn;
     }
+    let mut pending: Option<f64> = None;
     while itn < prm.maxiter {
         itn += 1;
-        scale(u, -alpha);
-        a.matvec(v, ut);
-        for (ui, &t) in u.iter_mut().zip(ut.iter()) {
-            *ui += t;
+        if let Some(sup) = support {
+            a.matvec(v, ut);
+            beta = fused_update(u, ut, -alpha, pending.take(), sup);
+        } else {
+            scale(u, -alpha);
+            a.matvec(v, ut);
+            for (ui, &t) in u.iter_mut().zip(ut.iter()) {
+                *ui += t;
+            }
+            beta = norm(u);
         }
-        beta = norm(u);
         if beta > 0.0 {
-            scale(u, 1.0 / beta);
+            let inv = 1.0 / beta;
+            if let Some(sup) = support {
+                for &(a, b) in sup {
+                    scale(&mut u[a..b], inv);
+                }
+                pending = Some(inv);
+            } else {
+                scale(u, inv);
+            }
             scale(v, -beta);
             a.rmatvec(u, vt);
             for (vi, &t) in v.iter_mut().zip(vt.iter()) {

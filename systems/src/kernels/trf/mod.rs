@@ -100,6 +100,29 @@ pub trait OperatorJacobian: Problem {
     fn matvec(&self, v: &[f64], out: &mut [f64]);
     /// out = Jᵀ u (u of length m, out of length n).
     fn rmatvec(&self, u: &[f64], out: &mut [f64]);
+    /// Optional row support of the current operator: sorted, disjoint,
+    /// non-empty row ranges outside which every row of J is zero. When
+    /// given, [`matvec`](Self::matvec) need only write the rows inside it
+    /// (the solver treats the others as 0 and never reads them back) and
+    /// [`rmatvec`](Self::rmatvec) must not depend on the rows outside it.
+    /// The solver then skips those rows wherever that leaves every
+    /// floating-point result bit-identical. Default: `None` (all rows).
+    fn row_support(&self) -> Option<&[(usize, usize)]> {
+        None
+    }
+    /// Optionally write the Gram matrix JᵀJ of the current operator into
+    /// `out` (n×n, column-major) and return `true`; the default provides none.
+    ///
+    /// With a Gram matrix the LSMR sub-problem solver runs on the (n+1)×n
+    /// triangular factor of the augmented system instead of the (m+n)-row
+    /// operator: the same LSMR iteration in exact arithmetic (the system is
+    /// only rotated), at O(n²) instead of O(m + nnz(J)) per step — but not
+    /// the same rounding, and LSMR's early stop on ill-conditioned systems
+    /// amplifies rounding differences (see the `subspace` module).
+    fn gram(&self, out: &mut [f64]) -> bool {
+        let _ = out;
+        false
+    }
 }
 
 /// Variable scaling (`x_scale`).

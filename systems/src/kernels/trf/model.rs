@@ -33,6 +33,15 @@ pub(super) trait Model {
     fn matvec(&self, jac: &[f64], v: &[f64], out: &mut [f64]);
     /// out = Jᵀ u.
     fn rmatvec(&self, jac: &[f64], u: &[f64], out: &mut [f64]);
+    /// Row support of J (see [`OperatorJacobian::row_support`]); `None` if
+    /// `matvec` writes every row.
+    fn row_support(&self) -> Option<&[(usize, usize)]> {
+        None
+    }
+    /// JᵀJ (n×n, column-major) into `out` if the model provides it.
+    fn gram(&self, _jac: &[f64], _out: &mut [f64]) -> bool {
+        false
+    }
 }
 
 fn dense_matvec(jac: &[f64], m: usize, v: &[f64], out: &mut [f64]) {
@@ -199,5 +208,13 @@ impl<P: OperatorJacobian> Model for Operator<'_, P> {
 
     fn rmatvec(&self, _jac: &[f64], u: &[f64], out: &mut [f64]) {
         self.0.rmatvec(u, out);
+    }
+
+    fn row_support(&self) -> Option<&[(usize, usize)]> {
+        self.0.row_support()
+    }
+
+    fn gram(&self, _jac: &[f64], out: &mut [f64]) -> bool {
+        self.0.gram(out)
     }
 }

@@ -814,7 +814,19 @@ fn monte_carlo_refits_match_fastspecfit() {
 fn timing() {
     let (pt, c) = config();
     let mut ws = OptimizeWorkspace::default();
-    for tid in TARGETS {
+    // FSF_TIMING_MODE=default|reduced restricts to one mode
+    let mode_env = std::env::var("FSF_TIMING_MODE").unwrap_or_default();
+    for (tid, reduced) in TARGETS
+        .iter()
+        .flat_map(|t| [(t, false), (t, true)])
+        .filter(|(_, r)| match mode_env.as_str() {
+            "default" => !*r,
+            "reduced" => *r,
+            _ => true,
+        })
+    {
+        ws.set_reduced_lsmr(reduced);
+        let mode = if reduced { " (reduced LSMR)" } else { "" };
         let t = target(&pt, tid);
         let mx = load(&format!("linefit/{tid}-mc.json"));
         let rows: Vec<Vec<f64>> = mx["emlineflux_mc"]
@@ -853,9 +865,79 @@ fn timing() {
         let t_mc = t0.elapsed().as_secs_f64();
         assert_eq!(r.mc.len(), 50);
         println!(
-            "{tid}: nmonte 0 {:.1} ms, nmonte 50 {:.1} ms",
+            "{tid}{mode}: nmonte 0 {:.1} ms, nmonte 50 {:.1} ms",
             1e3 * t_fit,
             1e3 * t_mc
         );
     }
+}
+
+/// Diagnostic: every fitted number of both targets (incl. 50 MC refits) as
+/// exact bit patterns, to check that a speed-up leaves the results
+/// bit-identical (`FSF_DUMP=path`).
+#[test]
+#[ignore = "diagnostic dump"]
+fn dump_results() {
+    use std::fmt::Write as _;
+    let (pt, c) = config();
+    let mut ws = OptimizeWorkspace::default();
+    ws.set_reduced_lsmr(std::env::var("FSF_REDUCED").is_ok());
+    let mut s = String::new();
+    for tid in TARGETS {
+        let t = target(&pt, tid);
+        let mx = load(&format!("linefit/{tid}-mc.json"));
+        let rows: Vec<Vec<f64>> = mx["emlineflux_mc"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(f64s)
+            .collect();
+        let specflux_mc: Vec<f64> = (0..50)
+            .flat_map(|k| {
+                rows[k % rows.len()]
+                    .iter()
+                    .zip(&t.contsum)
+                    .map(|(e, c)| e + c)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let r = t.run(
+            &pt,
+            &c,
+            Some(MonteCarloInput {
+                specflux: &specflux_mc,
+                continuum: None,
+            }),
+            &mut ws,
+        );
+        let mut put = |name: &str, f: &LineFit| {
+            let _ = writeln!(
+                s,
+                "{tid} {name} nfev {} chi2 {:016x}",
+                f.nfev,
+                f.chi2.to_bits()
+            );
+            for v in f.values.iter().chain(&f.obsamps).chain(&f.model) {
+                let _ = write!(s, "{:016x} ", v.to_bits());
+            }
+            s.push('\n');
+        };
+        put("nobroad", &r.nobroad);
+        if let Some(b) = &r.broad {
+            put("broad", b);
+        }
+        if let Some(b) = &r.relaxed {
+            put("relaxed", b);
+        }
+        put("pref", &r.fit);
+        for (k, m) in r.mc.iter().enumerate() {
+            let _ = write!(s, "{tid} mc {k}: ");
+            for v in m.values.iter().chain(&m.obsamps).chain(&m.model) {
+                let _ = write!(s, "{:016x} ", v.to_bits());
+            }
+            s.push('\n');
+        }
+    }
+    let path = std::env::var("FSF_DUMP").unwrap_or_else(|_| "/tmp/fsf_dump.txt".into());
+    std::fs::write(path, s).expect("write dump");
 }
