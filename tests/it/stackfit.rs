@@ -12,7 +12,7 @@
 //!   an ECSV text table reads back exactly and prepares exactly as that camera does in the
 //!   DESI path; `fitspec` runs end to end;
 //! * the full stackfit output (SPECPHOT/FASTSPEC) against the reference with the
-//!   continuum/emission-line issues' tolerances — `#[ignore]`d until the fastspec fits
+//!   continuum/emission-line issues' tolerances (the fastspec fits
 //!   are merged.
 
 use std::path::{Path, PathBuf};
@@ -607,7 +607,6 @@ fn floats(c: &Col) -> Vec<f64> {
 }
 
 #[test]
-#[ignore = "needs the fastspec continuum and emission-line fits (not merged yet): SPECPHOT/FASTSPEC are not written"]
 fn stackfit_fits_match_reference() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("stackfit-LRG.fits");
