@@ -12,8 +12,7 @@
 //!   an ECSV text table reads back exactly and prepares exactly as that camera does in the
 //!   DESI path; `fitspec` runs end to end;
 //! * the full stackfit output (SPECPHOT/FASTSPEC) against the reference with the
-//!   continuum/emission-line issues' tolerances (the fastspec fits
-//!   are merged.
+//!   continuum/emission-line issues' tolerances.
 
 use std::path::{Path, PathBuf};
 
