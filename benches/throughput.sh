@@ -81,7 +81,7 @@ for prog in fastphot fastspec; do
         read -r wall rss < <(tail -1 "$OUT/$tag.time")
         ntg="$(grep -o 'targets=[0-9]*' "$OUT/$tag.clean.log" | tail -1 | cut -d= -f2)"
         nfl="$(grep -o 'flagged=[0-9]*' "$OUT/$tag.clean.log" | tail -1 | cut -d= -f2)"
-        note=""; [[ $prog == fastspec ]] && note="(prep only, not comparable)"
+        note=""
         [[ $rc -ne 0 ]] && note="FAILED exit $rc $note"
         [[ -n $nfl && $nfl != 0 ]] && note="$nfl flagged $note"
         row "$prog" ours "$mp" "${ntg:-0}" "$wall" "$rss" "$note"
@@ -127,8 +127,7 @@ awk -F'\t' '
       printf "|----------|----------------|---------|---------|----------|----------------|--------------|------------------------|-----\n"
       for (i = 1; i <= NR; i++) {
         r = "-"
-        if (eng[i] == "ours" && prog[i] == "fastspec") r = "n/a (prep only)"
-        else if (eng[i] == "ours" && peer[prog[i]] > 0) {
+        if (eng[i] == "ours" && peer[prog[i]] > 0) {
           r = sprintf("%.2f", tps[i] / peer[prog[i]])
           if (peerf[prog[i]] > 0) r = r sprintf(" (%.2f fsftime)", tps[i] / peerf[prog[i]]) }
         mb = (rss[i] == "-") ? "-" : sprintf("%.0f", rss[i] / 1024)
