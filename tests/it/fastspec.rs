@@ -5,8 +5,8 @@
 //! * continuum: COEFF within 1% of their sum, TAUV 0.01, VDISP 1%, RCHI2_* 1%, DN4000* 0.005,
 //!   ABSMAG*/KCORR* 0.01 mag, LOGMSTAR 0.01 dex, APERCORR*/SMOOTHCORR* 1%;
 //! * lines with S/N > 3 in the reference: FLUX (and AMP, MODELAMP, BOXFLUX) within 2% or
-//!   0.1σ, VSHIFT and SIGMA within 2 km/s or 0.1σ, NPIX equal; the broad/narrow decision
-//!   equal;
+//!   0.1σ, VSHIFT and SIGMA within 2 km/s or 0.1σ, NPIX within 1% (its ±3σ window moves with
+//!   σ); the broad/narrow decision equal;
 //! * MODELS within 1% of each component's peak;
 //! * Monte-Carlo inverse variances within 30% (they agree only statistically).
 
@@ -57,21 +57,27 @@ fn models_grid(path: &Path) -> (f64, f64) {
 fn read_models(path: &Path) -> Vec<f32> {
     let mut f = FitsFile::open(path).expect("open");
     let h = f.hdu("MODELS").expect("MODELS");
-    h.read_image(&mut f).expect("image")
+    let total: usize = ["NAXIS1", "NAXIS2", "NAXIS3"]
+        .iter()
+        .map(|k| h.read_key::<i64>(&mut f, k).unwrap_or(1) as usize)
+        .product();
+    h.read_section(&mut f, 0, total).expect("image")
 }
 
 struct Checker {
     bad: Vec<String>,
     report: Vec<String>,
-    /// FastSpecFit's own value for the same row on one-ulp-perturbed inputs, per checked
-    /// name: the tolerance is widened to twice FastSpecFit's own change.
-    env: HashMap<String, f64>,
+    /// FastSpecFit's own values for the same row on one-ulp-perturbed inputs, per checked
+    /// name: the tolerance is widened to twice FastSpecFit's largest own change.
+    env: HashMap<String, Vec<f64>>,
 }
 
 impl Checker {
     fn close(&mut self, name: &str, got: f64, want: f64, atol: f64, rtol: f64) {
         let d = (got - want).abs();
-        let own = self.env.get(name).map_or(0.0, |e| 2.0 * (want - e).abs());
+        let own = self.env.get(name).map_or(0.0, |e| {
+            e.iter().map(|v| 2.0 * (want - v).abs()).fold(0.0, f64::max)
+        });
         let lim = (atol + rtol * want.abs()).max(own);
         self.report.push(format!(
             "{name:<28} ours {got:>14.6e} ref {want:>14.6e} |d| {d:.2e} (lim {lim:.2e})"
@@ -89,17 +95,18 @@ fn is_mc_ivar(name: &str) -> bool {
 }
 
 fn compare(out: &Path, refname: &str) {
-    compare_files(out, &reference(refname), refname, None, &[]);
+    compare_files(out, &reference(refname), refname, &[], &[]);
 }
 
 /// Compare every row of `out` with the same row of `refp` (same targets, same order).
-/// `envelope`: FastSpecFit's output on one-ulp-perturbed inputs (tolerances widen to twice its
-/// own change); `skip_wave`: output wavelengths (±1 Å) left out of the MODELS check.
+/// `envelope`: FastSpecFit's outputs on one-ulp-perturbed inputs (tolerances widen to twice
+/// its largest own change); `skip_wave`: output wavelengths (±1 Å) left out of the MODELS
+/// check.
 fn compare_files(
     out: &Path,
     refp: &Path,
     refname: &str,
-    envelope: Option<&Path>,
+    envelope: &[std::path::PathBuf],
     skip_wave: &[f64],
 ) {
     let refp = refp.to_path_buf();
@@ -134,11 +141,14 @@ fn compare_files(
             report: Vec::new(),
             env: HashMap::new(),
         };
-        if let Some(e) = envelope {
+        for e in envelope {
             for (hdu, prefix) in [("SPECPHOT", "SPECPHOT."), ("FASTSPEC", "")] {
                 for (name, v) in floats(read_table(e, hdu)) {
                     if name != "COEFF" {
-                        ck.env.insert(format!("{prefix}{name}"), v[k]);
+                        ck.env
+                            .entry(format!("{prefix}{name}"))
+                            .or_default()
+                            .push(v[k]);
                     }
                 }
             }
@@ -275,8 +285,10 @@ fn compare_row(
             };
             ck.close(&key, o[&key][k], r[&key][k], lim, 0.0);
         }
+        // NPIX counts the pixels within ±3σ of the line: a σ that agrees within its
+        // tolerance can move the window edges by a pixel or two on each side.
         let key = format!("{line}_NPIX");
-        ck.close(&key, o[&key][k], r[&key][k], 0.0, 0.0);
+        ck.close(&key, o[&key][k], r[&key][k], 0.0, 0.01);
         for q in ["FLUX_IVAR", "AMP_IVAR", "VSHIFT_IVAR", "SIGMA_IVAR"] {
             let key = format!("{line}_{q}");
             ck.close(&key, o[&key][k], r[&key][k], 0.0, 0.3);
@@ -368,7 +380,11 @@ fn fastspec_matches_peer_on_simulated_targets() {
         String::from_utf8_lossy(&o.stderr)
     );
     let peer = super::common::data().join("peer/fastspec-sim6-seed7.fits");
-    let ulp = super::common::data().join("peer/fastspec-sim6-seed7-ulp.fits");
+    let ulp: Vec<std::path::PathBuf> = ["ulp", "ulp2", "ulp3"]
+        .iter()
+        .map(|t| super::common::data().join(format!("peer/fastspec-sim6-seed7-{t}.fits")))
+        .filter(|p| p.exists())
+        .collect();
     // The simulated camera grids repeat exact wavelengths in the b/r and r/z overlaps, so the
     // MODELS pixels at the camera ends depend on how NumPy's (unstable, machine-dependent)
     // argsort orders equal wavelengths; those four ends are left out of the MODELS check.
@@ -376,7 +392,7 @@ fn fastspec_matches_peer_on_simulated_targets() {
         &out,
         &peer,
         "peer fastspec-sim6-seed7.fits",
-        Some(&ulp),
+        &ulp,
         &[5760.0, 5800.0, 7520.0, 7620.0],
     );
 }
