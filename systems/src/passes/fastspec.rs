@@ -429,6 +429,9 @@ struct LineShared<'a> {
     schema: &'a FastspecSchema,
     synth: &'a HashMap<String, Vec<FilterCurve>>,
     setup_synth_bands: &'a [String],
+    /// Keep each target's full line-fit result (with its Monte Carlo models) in
+    /// [`LineFitState`]; off in production (memory), nothing downstream reads it.
+    keep_line_fits: bool,
 }
 
 #[derive(Default)]
@@ -654,7 +657,7 @@ pub fn fit_lines(
         &ObservedPhotometry,
         &PreparedSpectrum,
         &CameraLineMasks,
-        &SpectralContinuum,
+        &mut SpectralContinuum,
         &mut FitStatus,
         &mut SpectralFit,
         &mut LineFitState,
@@ -686,16 +689,26 @@ pub fn fit_lines(
         schema: &schema,
         synth: &synth_curves,
         setup_synth_bands: &synth.bands,
+        keep_line_fits: false,
     };
     q.par_iter_mut().for_each_init(
         LineWork::default,
-        |ws, (target, z, phot, prep, lm, cont, mut status, mut sf, mut state)| {
-            let Some(c) = cont.0.as_ref() else { return };
+        |ws, (target, z, phot, prep, lm, mut cont, mut status, mut sf, mut state)| {
+            let Some(c) = cont.0.as_mut() else { return };
             if !status.ok() {
                 return;
             }
-            match lines_one(&sh, z.z, &phot.photsys, prep, lm, c, ws, &mut sf) {
-                Ok(r) => state.0 = Some(Box::new(r)),
+            let res = lines_one(&sh, z.z, &phot.photsys, prep, lm, c, ws, &mut sf);
+            // The Monte Carlo spectra (nmonte × npix each) are not needed after the line fit:
+            // free them so a file's memory does not grow with nmonte × ntargets.
+            c.specflux_mc = Vec::new();
+            c.continuummodel_mc = Vec::new();
+            match res {
+                Ok(r) => {
+                    if sh.keep_line_fits {
+                        state.0 = Some(Box::new(r));
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(targetid = target.targetid, "emission-line fit failed: {e}");
                     status.flag(FLAG_LINES, format!("line fit: {e}"));
