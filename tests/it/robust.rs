@@ -348,3 +348,40 @@ fn column_of_the_wrong_type_is_a_clear_file_error() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn coadd_without_a_camera_is_fitted_with_the_others() {
+    // A coadd file whose Z camera is absent altogether (no Z_* HDUs): every target is fitted
+    // with B and R; SNR_Z is 0 ("not measured") and the lines redward of R are not measured.
+    let d = tempfile::tempdir().unwrap();
+    let (rr, co) = copy_pair(d.path());
+    {
+        let mut f = FitsFile::edit(&co).unwrap();
+        for ext in ["Z_WAVELENGTH", "Z_FLUX", "Z_IVAR", "Z_MASK", "Z_RESOLUTION"] {
+            let h = f.hdu(ext).unwrap();
+            h.delete(&mut f).unwrap();
+        }
+    }
+    let out = d.path().join("o.fits");
+    let o = fit("fastspec", &rr, &out, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let t = read_table(&out, "FASTSPEC");
+    let get = |n: &str| match &t.iter().find(|c| c.0 == n).unwrap().1 {
+        Col::Float(v) => v.clone(),
+        Col::Int(v) => v.iter().map(|&x| x as f64).collect(),
+        Col::Str(_) => panic!(),
+    };
+    let (snr_b, snr_z) = (get("SNR_B"), get("SNR_Z"));
+    assert_eq!(snr_b.len(), 3);
+    for k in 0..3 {
+        assert!(snr_b[k] > 0.0, "SNR_B of row {k}");
+        assert_eq!(snr_z[k], 0.0, "SNR_Z of row {k}");
+    }
+    // [OII] (observed ≈ 5100 Å, camera B) is measured; Hα (≈ 8980 Å, only in camera Z) is
+    // out of range now (it is measured in the clean run).
+    assert!(get("OII_3726_FLUX").iter().all(|&f| f > 0.0));
+    assert!(get("HALPHA_NPIX").iter().all(|&n| n == 0.0));
+    assert!(get("HALPHA_FLUX").iter().all(|&f| f == 0.0));
+}
