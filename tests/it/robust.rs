@@ -385,3 +385,57 @@ fn coadd_without_a_camera_is_fitted_with_the_others() {
     assert!(get("HALPHA_NPIX").iter().all(|&n| n == 0.0));
     assert!(get("HALPHA_FLUX").iter().all(|&f| f == 0.0));
 }
+
+#[test]
+fn zero_photometric_ivar_in_every_band() {
+    // Photometry from the FIBERMAP (no --fphotodir): target 2 has FLUX_IVAR_* = 0 in every
+    // band ("not measured"). Its spectrum is still fitted (no photometric χ², RCHI2_PHOT 0,
+    // no aperture correction), and the other targets are unchanged.
+    let d = tempfile::tempdir().unwrap();
+    let run_fm = |rr: &Path, out: &Path| {
+        let (dd, r) = (s(&desi()), s(&robust()));
+        let (rr, o) = (s(rr), s(out));
+        run(&[
+            "fastspec",
+            rr.as_str(),
+            "--mapdir",
+            dd.as_str(),
+            "--redux_dir",
+            r.as_str(),
+            "--specprod",
+            r.as_str(),
+            "-o",
+            o.as_str(),
+        ])
+    };
+    let clean = d.path().join("clean.fits");
+    let o = run_fm(&robust().join("redrock-4-80613-thru20210324.fits"), &clean);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (rr, co) = copy_pair(d.path());
+    {
+        let mut f = FitsFile::edit(&co).unwrap();
+        let h = f.hdu("FIBERMAP").unwrap();
+        for b in ["G", "R", "Z", "W1", "W2"] {
+            let name = format!("FLUX_IVAR_{b}");
+            let mut v: Vec<f32> = h.read_col(&mut f, &name).unwrap();
+            v[1] = 0.0;
+            h.write_col(&mut f, &name, &v).unwrap();
+        }
+    }
+    let out = d.path().join("o.fits");
+    let o = run_fm(&rr, &out);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for t in [TID[0], TID[2]] {
+        assert_eq!(rows_of(&out, t), rows_of(&clean, t), "target {t} changed");
+    }
+    let sp = read_table(&out, "SPECPHOT");
+    let get = |n: &str| match &sp.iter().find(|c| c.0 == n).unwrap().1 {
+        Col::Float(v) => v.clone(),
+        _ => panic!(),
+    };
+    assert_eq!(get("RCHI2_PHOT")[1], 0.0);
+    assert!(get("RCHI2_CONT")[1] > 0.0);
+    assert!(get("COEFF").iter().any(|&c| c > 0.0));
+}
