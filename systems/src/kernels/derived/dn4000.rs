@@ -182,7 +182,9 @@ pub fn dn4000(
     if denom == 0.0 || numer == 0.0 || !numer.is_finite() || !denom.is_finite() {
         return (0.0, 0.0);
     }
-    let dn = (100.0 / 100.0) * numer / denom;
+    // Ratio of the band widths (blue 3850–3950 Å over red 4000–4100 Å), as FastSpecFit writes it.
+    let width_ratio = (3950.0 - 3850.0) / (4100.0 - 4000.0);
+    let dn = width_ratio * numer / denom;
     let dn_ivar = if ivar.is_some() {
         (1.0 / (dn * dn)) / (denom_var / (denom * denom) + numer_var / (numer * numer))
     } else {
