@@ -427,6 +427,10 @@ fn zero_photometric_ivar_in_every_band() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains(&TID[1].to_string()) && err.contains("no photometric band"),
+        "the log must name the target without photometry: {err}"
+    );
     for t in [TID[0], TID[2]] {
         assert_eq!(rows_of(&out, t), rows_of(&clean, t), "target {t} changed");
     }

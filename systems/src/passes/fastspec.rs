@@ -379,6 +379,12 @@ pub fn fit_continuum_fastspec(
             let seed = seeds.get(target.row).copied().unwrap_or(1);
             match fit_continuum_one(&sh, z.z, &phot.photsys, dust, prep, masks, seed, ws) {
                 Ok((cf, r)) => {
+                    if cf.ndof_phot == 0 && !opts.ignore_photometry {
+                        tracing::warn!(
+                            targetid = target.targetid,
+                            "no photometric band with ivar > 0: continuum fitted to the spectrum alone"
+                        );
+                    }
                     *fit = cf;
                     spec.0 = Some(r);
                 }
