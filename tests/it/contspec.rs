@@ -17,11 +17,11 @@ use fastspecfit::io::templates::{bundled_template_path, read_templates_with, Tem
 use fsf_components::templates::Templates;
 use fsf_systems::kernels::continuum::specmodel::CameraData;
 use fsf_systems::kernels::continuum::{
-    fit_fastspec, FastspecInputs, FastspecResult, FastspecTemplates, FastspecWorkspace,
+    fit_fastspec, FastspecInputs, FastspecResult, FastspecWorkspace,
 };
 use fsf_systems::kernels::filters::{load_filter, FilterCurve};
 use fsf_systems::kernels::igm::Inoue14;
-use fsf_systems::kernels::vdisp::{PreCache, VdispGrid};
+use fsf_systems::passes::fastspec::fastspec_templates;
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
@@ -179,34 +179,7 @@ fn run(
         })
         .collect();
     let igm = Inoue14::new().unwrap();
-    let pre = &t.conv_pre_nolines;
-    let ft = FastspecTemplates {
-        wave: &t.wave_ang,
-        klambda: &t.dust_klambda,
-        dustflux: &t.dustflux,
-        flux: &t.flux,
-        flux_nolines: &t.flux_nolines,
-        flux_nomvdisp: &t.flux_nomvdisp,
-        flux_nolines_nomvdisp: &t.flux_nolines_nomvdisp,
-        conv_pre_nolines: PreCache {
-            ntemplate: pre.ntemplate,
-            fft_len: pre.fft_len,
-            max_radius: pre.max_radius_pix,
-            flux_outer: &pre.flux_outer,
-            ft_re: &pre.ft_re,
-            ft_im: &pre.ft_im,
-        },
-        grid: VdispGrid {
-            lo: t.pixkms_bounds.0,
-            hi: t.pixkms_bounds.1,
-            pixkms: t.pixkms,
-        },
-        ages_yr: &t.age_yr,
-        mstar: &t.mstar,
-        sigma_c3k: t.sigma_c3k_kms,
-        vdisp_nominal_kernel: t.vdisp_nominal_kernel_kms,
-        vdisp_bounds: vdisp_bounds.unwrap_or(t.vdisp_bounds_kms),
-    };
+    let ft = fastspec_templates(t, vdisp_bounds.unwrap_or(t.vdisp_bounds_kms));
     let fi = FastspecInputs {
         tpl: ft,
         z: f(&inp["z"]),

@@ -38,6 +38,27 @@ pub fn register(schedule: &mut Schedule) {
     schedule.add_systems(fit_continuum_fastphot.in_set(FitSystems::Continuum));
 }
 
+/// The band filters of every photometric system as kernel [`FilterCurve`]s.
+pub fn band_filter_curves(bands: &BandFilters) -> HashMap<String, Vec<FilterCurve>> {
+    bands
+        .per_photsys
+        .iter()
+        .map(|(k, v)| {
+            let fc = v
+                .iter()
+                .map(|b| FilterCurve {
+                    name: b.name.clone(),
+                    wave: b.wave_ang.clone(),
+                    resp: b.resp.clone(),
+                    lambda_eff: b.lambda_eff_ang,
+                    band_shift: None,
+                })
+                .collect();
+            (k.clone(), fc)
+        })
+        .collect()
+}
+
 /// FastSpecFit's SEED column for the targets in rows `0..nrows` of the current file, preceded
 /// by `offset` targets of the same run: `--input-seeds` if given, else the master seed's
 /// `default_rng(seed).integers(2**32, size=ntotal)[offset + row]` (NumPy's stream is
@@ -179,23 +200,7 @@ pub fn fit_continuum_fastphot(
         );
         return;
     };
-    let filters: HashMap<String, Vec<FilterCurve>> = bands
-        .per_photsys
-        .iter()
-        .map(|(k, v)| {
-            let fc = v
-                .iter()
-                .map(|b| FilterCurve {
-                    name: b.name.clone(),
-                    wave: b.wave_ang.clone(),
-                    resp: b.resp.clone(),
-                    lambda_eff: b.lambda_eff_ang,
-                    band_shift: None,
-                })
-                .collect();
-            (k.clone(), fc)
-        })
-        .collect();
+    let filters = band_filter_curves(&bands);
     let nrows = q.iter().map(|(t, ..)| t.row + 1).max().unwrap_or(0);
     let seeds = target_seeds(&opts, offset.map(|o| o.0).unwrap_or(0), nrows);
     let sh = Shared {

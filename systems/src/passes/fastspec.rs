@@ -12,7 +12,8 @@ use fsf_components::{
     SpectralFit, Target,
 };
 
-use super::continuum::{target_seeds, FitCosmology, FitIgm, FLAG_CONTINUUM};
+use super::continuum::{band_filter_curves, target_seeds, FitCosmology, FitIgm, FLAG_CONTINUUM};
+use super::spectrum::load_synth_curves;
 use super::FitSystems;
 use crate::kernels::continuum::photvec::parse_photometry;
 use crate::kernels::continuum::specmodel::CameraData;
@@ -31,7 +32,7 @@ use crate::kernels::emlines::measure::{
 use crate::kernels::emlines::optimize::OptimizeWorkspace;
 use crate::kernels::emlines::table::{Constraints, LineTable};
 use crate::kernels::emlines::{InitialKinematics, ParamTable};
-use crate::kernels::filters::{load_filter, FilterCurve};
+use crate::kernels::filters::FilterCurve;
 use crate::kernels::igm::Inoue14;
 use crate::kernels::linemask::{build_linemask, camera_linepix, LineMaskOptions};
 use crate::kernels::resolution::Resolution;
@@ -111,6 +112,39 @@ pub struct CameraLineMasks {
 #[derive(Component, Debug, Clone, Default, PartialEq)]
 pub struct SpectralContinuum(pub Option<FastspecResult>);
 
+/// The template set as the fastspec continuum kernel reads it, with the velocity-dispersion
+/// kernel bounds `vdisp_bounds` (km/s).
+pub fn fastspec_templates(t: &Templates, vdisp_bounds: (f64, f64)) -> FastspecTemplates<'_> {
+    let pre = &t.conv_pre_nolines;
+    FastspecTemplates {
+        wave: &t.wave_ang,
+        klambda: &t.dust_klambda,
+        dustflux: &t.dustflux,
+        flux: &t.flux,
+        flux_nolines: &t.flux_nolines,
+        flux_nomvdisp: &t.flux_nomvdisp,
+        flux_nolines_nomvdisp: &t.flux_nolines_nomvdisp,
+        conv_pre_nolines: PreCache {
+            ntemplate: pre.ntemplate,
+            fft_len: pre.fft_len,
+            max_radius: pre.max_radius_pix,
+            flux_outer: &pre.flux_outer,
+            ft_re: &pre.ft_re,
+            ft_im: &pre.ft_im,
+        },
+        grid: VdispGrid {
+            lo: t.pixkms_bounds.0,
+            hi: t.pixkms_bounds.1,
+            pixkms: t.pixkms,
+        },
+        ages_yr: &t.age_yr,
+        mstar: &t.mstar,
+        sigma_c3k: t.sigma_c3k_kms,
+        vdisp_nominal_kernel: t.vdisp_nominal_kernel_kms,
+        vdisp_bounds,
+    }
+}
+
 /// Run-level inputs of the fastspec continuum fit.
 struct ContShared<'a> {
     opts: &'a FitOptions,
@@ -124,14 +158,17 @@ struct ContShared<'a> {
     band_names: &'a [String],
 }
 
-fn curves(v: &[fsf_components::BandFilter]) -> Vec<FilterCurve> {
-    v.iter()
-        .map(|b| FilterCurve {
-            name: b.name.clone(),
-            wave: b.wave_ang.clone(),
-            resp: b.resp.clone(),
-            lambda_eff: b.lambda_eff_ang,
-            band_shift: None,
+/// The synth filter curves per photometric system (systems whose curves fail to load are
+/// logged and left out; their targets then fail with a message naming the PHOTSYS).
+fn synth_curves(synth: &SynthPhotometry) -> HashMap<String, Vec<FilterCurve>> {
+    load_synth_curves(synth)
+        .into_iter()
+        .filter_map(|(photsys, c)| match c {
+            Ok(c) => Some((photsys, c)),
+            Err(e) => {
+                tracing::error!(photsys, "synth filters: {e}");
+                None
+            }
         })
         .collect()
 }
@@ -219,37 +256,8 @@ fn fit_continuum_one(
     } else {
         100.0
     };
-    let t = sh.tpl;
-    let pre = &t.conv_pre_nolines;
-    let bounds = sh.opts.vdisp_bounds_kms;
     let inp = FastspecInputs {
-        tpl: FastspecTemplates {
-            wave: &t.wave_ang,
-            klambda: &t.dust_klambda,
-            dustflux: &t.dustflux,
-            flux: &t.flux,
-            flux_nolines: &t.flux_nolines,
-            flux_nomvdisp: &t.flux_nomvdisp,
-            flux_nolines_nomvdisp: &t.flux_nolines_nomvdisp,
-            conv_pre_nolines: PreCache {
-                ntemplate: pre.ntemplate,
-                fft_len: pre.fft_len,
-                max_radius: pre.max_radius_pix,
-                flux_outer: &pre.flux_outer,
-                ft_re: &pre.ft_re,
-                ft_im: &pre.ft_im,
-            },
-            grid: VdispGrid {
-                lo: t.pixkms_bounds.0,
-                hi: t.pixkms_bounds.1,
-                pixkms: t.pixkms,
-            },
-            ages_yr: &t.age_yr,
-            mstar: &t.mstar,
-            sigma_c3k: t.sigma_c3k_kms,
-            vdisp_nominal_kernel: t.vdisp_nominal_kernel_kms,
-            vdisp_bounds: bounds,
-        },
+        tpl: fastspec_templates(sh.tpl, sh.opts.vdisp_bounds_kms),
         z,
         dlum_mpc: dlum,
         tuniv_gyr: tuniv,
@@ -339,24 +347,8 @@ pub fn fit_continuum_fastspec(
         tracing::error!("fastspec: continuum resources missing; nothing fitted");
         return;
     };
-    let filters: HashMap<String, Vec<FilterCurve>> = bands
-        .per_photsys
-        .iter()
-        .map(|(k, v)| (k.clone(), curves(v)))
-        .collect();
-    let mut synth_curves: HashMap<String, Vec<FilterCurve>> = HashMap::new();
-    for (photsys, names) in &synth.filters {
-        match names
-            .iter()
-            .map(|n| load_filter(n))
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(c) => {
-                synth_curves.insert(photsys.clone(), c);
-            }
-            Err(e) => tracing::error!(photsys, "synth filters: {e}"),
-        }
-    }
+    let filters = band_filter_curves(&bands);
+    let synth_curves = synth_curves(&synth);
     let nrows = q.iter().map(|(t, ..)| t.row + 1).max().unwrap_or(0);
     let seeds = target_seeds(&opts, offset.map(|o| o.0).unwrap_or(0), nrows);
     let sh = ContShared {
@@ -678,16 +670,7 @@ pub fn fit_lines(
         return;
     };
     let pt = ParamTable::new(&setup.table, &setup.constraints, false);
-    let mut synth_curves: HashMap<String, Vec<FilterCurve>> = HashMap::new();
-    for (photsys, names) in &synth.filters {
-        if let Ok(c) = names
-            .iter()
-            .map(|n| load_filter(n))
-            .collect::<Result<Vec<_>, _>>()
-        {
-            synth_curves.insert(photsys.clone(), c);
-        }
-    }
+    let synth_curves = synth_curves(&synth);
     let sh = LineShared {
         opts: &opts,
         setup: &setup,

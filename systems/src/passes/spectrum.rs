@@ -46,19 +46,27 @@ impl SynthFilterCache {
         if self.source.as_ref() == Some(synth) {
             return;
         }
-        self.curves = synth
-            .filters
-            .iter()
-            .map(|(photsys, names)| {
-                let curves = names
-                    .iter()
-                    .map(|n| load_filter(n).map_err(|e| e.to_string()))
-                    .collect();
-                (photsys.clone(), curves)
-            })
-            .collect();
+        self.curves = load_synth_curves(synth);
         self.source = Some(synth.clone());
     }
+}
+
+/// The synth filter curves of every photometric system of `synth` (a failed load is kept as
+/// its message).
+pub fn load_synth_curves(
+    synth: &SynthPhotometry,
+) -> HashMap<String, Result<Vec<FilterCurve>, String>> {
+    synth
+        .filters
+        .iter()
+        .map(|(photsys, names)| {
+            let curves = names
+                .iter()
+                .map(|n| load_filter(n).map_err(|e| e.to_string()))
+                .collect();
+            (photsys.clone(), curves)
+        })
+        .collect()
 }
 
 /// The per-file inputs shared by every target: coadd layout and shared wavelength grids.

@@ -87,27 +87,8 @@ pub const LIMITSIGMA_BROAD: f64 = 1200.0;
 pub const F32MAX: f64 = f32::MAX as f64;
 /// FastSpecFit's flux normalisation (1e-17 erg s⁻¹ cm⁻² Å⁻¹ units).
 pub const FLUXNORM: f64 = 1e17;
-/// Column suffixes of one line, in output order (`{NAME}_{suffix}`).
-pub const LINE_SUFFIXES: [&str; 18] = [
-    "MODELAMP",
-    "AMP",
-    "AMP_IVAR",
-    "FLUX",
-    "FLUX_IVAR",
-    "BOXFLUX",
-    "BOXFLUX_IVAR",
-    "VSHIFT",
-    "VSHIFT_IVAR",
-    "SIGMA",
-    "SIGMA_IVAR",
-    "CONT",
-    "CONT_IVAR",
-    "EW",
-    "EW_IVAR",
-    "FLUX_LIMIT",
-    "CHI2",
-    "NPIX",
-];
+/// Column suffixes of one line, in output order (`{NAME}_{suffix}`): the FASTSPEC schema's.
+pub use fsf_components::fastspec::LINE_SUFFIXES;
 
 /// Monte Carlo refits of the preferred line model (all row-major, `nmonte` rows).
 #[derive(Debug, Clone, Copy)]
