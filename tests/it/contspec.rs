@@ -11,6 +11,7 @@
 //! Tolerances (brief): COEFF within 1e-3 of their sum, TAUV 1e-3, VDISP 0.1%, RCHI2_* rtol
 //! 1e-3, APERCORR*/SMOOTHCORR* rtol 1e-3, DN4000_MODEL 1e-3, Monte Carlo ivars 5%.
 
+use super::common::{f64s, load_fixture};
 use std::time::Instant;
 
 use fastspecfit::io::templates::{bundled_template_path, read_templates_with, TemplateOptions};
@@ -24,18 +25,8 @@ use fsf_systems::kernels::igm::Inoue14;
 use fsf_systems::passes::fastspec::fastspec_templates;
 use serde_json::Value;
 
-fn fixture(name: &str) -> Value {
-    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/fixtures/contspec/{name}.json"));
-    serde_json::from_str(&std::fs::read_to_string(p).expect("fixture")).expect("json")
-}
-
-fn fv(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number"))
-        .collect()
+fn fixture(name: &str) -> serde_json::Value {
+    load_fixture(&format!("contspec/{name}.json"))
 }
 
 fn f(v: &Value) -> f64 {
@@ -145,8 +136,8 @@ fn load_case(inp: &Value) -> Case {
         aper: (0..bands.len())
             .filter(|&i| sbands.contains(&bands[i]))
             .collect(),
-        flam: fv(&inp["phot_flam"]),
-        flam_ivar: fv(&inp["phot_flam_ivar"]),
+        flam: f64s(&inp["phot_flam"]),
+        flam_ivar: f64s(&inp["phot_flam_ivar"]),
         btf: inp["bands_to_fit"]
             .as_array()
             .unwrap()
@@ -238,9 +229,9 @@ fn compare(tag: &str) {
         .filter(|p| *p.1)
         .map(|p| *p.0)
         .collect();
-    check_coeff(&kept, &fv(&o["coeff"]), tag);
+    check_coeff(&kept, &f64s(&o["coeff"]), tag);
     let sp = &fx["ref"]["specphot"];
-    check_coeff(&r.coeff, &fv(&sp["COEFF"]), "reference COEFF");
+    check_coeff(&r.coeff, &f64s(&sp["COEFF"]), "reference COEFF");
     let report = |name: &str, got: f64, want: f64| {
         eprintln!("{tag} {name}: {got} vs {want} (rel {:.2e})", rel(got, want));
     };
@@ -257,7 +248,7 @@ fn compare(tag: &str) {
     assert!(rel(r.rchi2_phot, f(&o["rchi2_phot"])) < 1e-3);
     report("apercorr", r.apercorr, f(&o["apercorr"]));
     assert!(rel(r.apercorr, f(&o["apercorr"])) < 1e-3);
-    for (a, b) in r.apercorrs.iter().zip(fv(&o["apercorrs"])) {
+    for (a, b) in r.apercorrs.iter().zip(f64s(&o["apercorrs"])) {
         assert!(
             rel(*a, b) < 1e-3,
             "apercorrs {:?} vs {:?}",
@@ -265,7 +256,7 @@ fn compare(tag: &str) {
             o["apercorrs"]
         );
     }
-    for (a, b) in r.smoothcorr.iter().zip(fv(&o["smoothstats"])) {
+    for (a, b) in r.smoothcorr.iter().zip(f64s(&o["smoothstats"])) {
         report("smoothcorr", *a, 100.0 * b);
         assert!((a - 100.0 * b).abs() < 1e-3 * (100.0 * b).abs().max(1e-2));
     }
@@ -301,7 +292,7 @@ fn compare(tag: &str) {
         .collect();
     for (k, row) in o["mc_rows"].as_array().unwrap().iter().enumerate() {
         let rrow = row.as_u64().unwrap() as usize;
-        let want = fv(&o["specflux_mc"][k]);
+        let want = f64s(&o["specflux_mc"][k]);
         for (q, &i) in idx.iter().enumerate() {
             assert!(
                 (r.specflux_mc[rrow][i] - want[q]).abs() <= 1e-9 * want[q].abs().max(1.0),
@@ -310,12 +301,12 @@ fn compare(tag: &str) {
                 want[q]
             );
         }
-        let cm = fv(&o["continuummodel_mc"][k]);
+        let cm = f64s(&o["continuummodel_mc"][k]);
         for (q, &i) in idx.iter().enumerate() {
             assert!((r.continuummodel_mc[rrow][i] - cm[q]).abs() < 1e-3 * scale);
         }
     }
-    let mct = fv(&o["mc_tauv"]);
+    let mct = f64s(&o["mc_tauv"]);
     let worst_t = r
         .mc_tauv
         .iter()
@@ -369,10 +360,14 @@ fn fastspec_vdisp_trf_80613() {
         f(&call["vdisp"]),
         rel(r.vdisp_kernel, f(&call["vdisp"])),
         r.mc_vdisp_kernel,
-        fv(&trf["mc_vdisp_kernel"])
+        f64s(&trf["mc_vdisp_kernel"])
     );
     assert!(rel(r.vdisp_kernel, f(&trf["vdisp_kernel"])) < 1e-3);
-    check_coeff(&r.coeff, &fv(&trf["coeff"]), "final coeff after the σ fit");
+    check_coeff(
+        &r.coeff,
+        &f64s(&trf["coeff"]),
+        "final coeff after the σ fit",
+    );
     assert!((r.tauv_fit - f(&trf["tauv"])).abs() < 1e-3);
     assert!(rel(r.apercorr, f(&trf["apercorr"])) < 1e-3);
     assert!(rel(r.rchi2_cont, f(&trf["rchi2_cont"])) < 1e-3);
@@ -401,7 +396,7 @@ fn fastspec_fixed_vdisp_80613() {
     assert_eq!(r.vdisp_kernel, f(&fixed["vdisp_kernel"]));
     assert!((r.vdisp - t.sigma_c3k_kms).abs() < 1e-12);
     assert_eq!(r.vdisp_ivar, 0.0);
-    check_coeff(&r.coeff, &fv(&fixed["coeff"]), "fixed-vdisp coeff");
+    check_coeff(&r.coeff, &f64s(&fixed["coeff"]), "fixed-vdisp coeff");
     eprintln!(
         "fixed vdisp: tauv {} vs {}, rchi2_cont {} vs {}, apercorr {} vs {}",
         r.tauv_fit,
@@ -416,7 +411,7 @@ fn fastspec_fixed_vdisp_80613() {
     assert!(rel(r.rchi2_phot, f(&fixed["rchi2_phot"])) < 1e-3);
     assert!(rel(r.apercorr, f(&fixed["apercorr"])) < 1e-3);
     assert!((r.dn4000_model_fit - f(&fixed["dn4000_model"])).abs() < 1e-3);
-    for (a, b) in r.smoothcorr.iter().zip(fv(&fixed["smoothstats"])) {
+    for (a, b) in r.smoothcorr.iter().zip(f64s(&fixed["smoothstats"])) {
         assert!((a - 100.0 * b).abs() < 1e-3 * (100.0 * b).abs().max(1e-2));
     }
     // no Monte Carlo: TAUV reported as fitted, no ivars

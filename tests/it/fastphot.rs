@@ -9,6 +9,7 @@
 //!   Monte Carlo reproduces NumPy's PCG64 + ziggurat draws; the brief's 30% allowance
 //!   was for a statistically equivalent generator).
 
+use super::common::{f64s, load_fixture};
 use clap::Parser;
 use fastspecfit::cli::{Cli, Command};
 use fastspecfit::io::templates::{bundled_template_path, read_templates_with, TemplateOptions};
@@ -18,22 +19,11 @@ use fsf_systems::kernels::continuum::photvec::parse_photometry;
 use fsf_systems::kernels::continuum::{varpro_phot, PhotModel, TemplateArrays, VarproWorkspace};
 use fsf_systems::kernels::filters::load_filter;
 use fsf_systems::kernels::igm::Inoue14;
-use serde_json::Value;
 
 use super::common::*;
 
-fn fixture() -> Value {
-    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/continuum/fastphot.json");
-    serde_json::from_str(&std::fs::read_to_string(p).expect("fixture")).expect("json")
-}
-
-fn fv(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number"))
-        .collect()
+fn fixture() -> serde_json::Value {
+    load_fixture("continuum/fastphot.json")
 }
 
 fn rel(a: f64, b: f64) -> f64 {
@@ -44,22 +34,22 @@ fn rel(a: f64, b: f64) -> f64 {
 fn parse_photometry_matches_fastspecfit() {
     let f = fixture();
     let p = &f["parse"];
-    let n = fv(&p["nmgy"]).len();
+    let n = f64s(&p["nmgy"]).len();
     let (mut flam, mut ivar) = (vec![0.0; n], vec![0.0; n]);
-    let mu = fv(&p["min_uncertainty"]);
+    let mu = f64s(&p["min_uncertainty"]);
     parse_photometry(
-        &fv(&p["nmgy"]),
-        &fv(&p["ivar"]),
-        &fv(&p["lambda_eff"]),
+        &f64s(&p["nmgy"]),
+        &f64s(&p["ivar"]),
+        &f64s(&p["lambda_eff"]),
         Some(&mu),
         &mut flam,
         &mut ivar,
     )
     .unwrap();
-    for (a, b) in flam.iter().zip(fv(&p["flam"])) {
+    for (a, b) in flam.iter().zip(f64s(&p["flam"])) {
         assert!((a - b).abs() <= 1e-12 * b.abs(), "flam {a} vs {b}");
     }
-    for (a, b) in ivar.iter().zip(fv(&p["flam_ivar"])) {
+    for (a, b) in ivar.iter().zip(f64s(&p["flam_ivar"])) {
         assert!((a - b).abs() <= 1e-12 * b.abs(), "flam_ivar {a} vs {b}");
     }
 }
@@ -99,9 +89,9 @@ fn model_photometry_and_varpro_match_fastspecfit() {
         {
             let model = PhotModel::new(&tpl, &[k], z, dl, &igm, &filters).unwrap();
             model.fill(&tpl, tauv, &mut atten, &mut d, &mut m);
-            for (b, e) in fv(expect).iter().enumerate() {
+            for (b, e) in f64s(expect).iter().enumerate() {
                 assert!(
-                    rel(m[b], *e) < 1e-6 || (m[b] - e).abs() < 1e-12 * fv(expect)[2].abs(),
+                    rel(m[b], *e) < 1e-6 || (m[b] - e).abs() < 1e-12 * f64s(expect)[2].abs(),
                     "z={z} template {k} band {b}: {} vs {e}",
                     m[b]
                 );
@@ -110,16 +100,16 @@ fn model_photometry_and_varpro_match_fastspecfit() {
         let v = &case["varpro"];
         let rows: Vec<usize> = (0..t.ntemplate).collect();
         let model = PhotModel::new(&tpl, &rows, z, dl, &igm, &filters).unwrap();
-        let istd: Vec<f64> = fv(&v["objflamivar"]).iter().map(|x| x.sqrt()).collect();
+        let istd: Vec<f64> = f64s(&v["objflamivar"]).iter().map(|x| x.sqrt()).collect();
         let fit = varpro_phot(
             &model,
             &tpl,
-            &fv(&v["objflam"]),
+            &f64s(&v["objflam"]),
             &istd,
             &mut VarproWorkspace::default(),
         )
         .unwrap();
-        let ce = fv(&v["coeff"]);
+        let ce = f64s(&v["coeff"]);
         let sum: f64 = ce.iter().sum();
         assert!(
             (fit.tauv - v["tauv"].as_f64().unwrap()).abs() < 1e-3,

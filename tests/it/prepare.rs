@@ -3,7 +3,7 @@
 //! (desispec 0.70 `coadd_cameras` + `one_spectrum`), plus the reference FASTSPEC SNR_* and
 //! SPECPHOT FLUX_SYNTH_* columns.
 
-use std::path::PathBuf;
+use super::common::{f64s, load_fixture, max_rel, usizes};
 
 use bevy_ecs::prelude::*;
 use fastspecfit::io::fits::FitsReader;
@@ -13,39 +13,11 @@ use fsf_components::{
     FitOptions, FitStatus, MilkyWayDust, ObservedPhotometry, PreparedSpectrum, Target,
 };
 use fsf_systems::passes::spectrum::prepare_spectra;
-use serde_json::Value;
 
 use super::common::desi;
 
-fn fixture(targetid: i64) -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/fixtures/prepare/{targetid}.json"));
-    serde_json::from_str(&std::fs::read_to_string(p).expect("fixture")).expect("json")
-}
-
-fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number"))
-        .collect()
-}
-
-fn usizes(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_u64().expect("index") as usize)
-        .collect()
-}
-
-/// Largest |a − b| / max(|b|, floor) over the pairs.
-fn max_rel(a: &[f64], b: &[f64], floor: f64) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs() / y.abs().max(floor))
-        .fold(0.0, f64::max)
+fn fixture(targetid: i64) -> serde_json::Value {
+    load_fixture(&format!("prepare/{targetid}.json"))
 }
 
 fn synth_setup() -> SynthPhotometry {

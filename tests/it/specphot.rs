@@ -8,6 +8,7 @@
 //!   order exact, values within the brief's tolerances. Skipped (with a message) while the
 //!   continuum fit has not landed (no SPECPHOT HDU is written then).
 
+use super::common::{f64s, load_fixture};
 use std::path::Path;
 
 use fastspecfit::io::photometry::PhotometryConfig;
@@ -20,17 +21,7 @@ use super::common::{
 };
 
 fn fixture() -> serde_json::Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/derived/reference_specphot.json");
-    serde_json::from_str(&std::fs::read_to_string(p).expect("fixture")).expect("json")
-}
-
-fn f64s(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number"))
-        .collect()
+    load_fixture("derived/reference_specphot.json")
 }
 
 fn setup_for(cfg: &PhotometryConfig) -> DerivedSetup {

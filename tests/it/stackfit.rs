@@ -14,6 +14,7 @@
 //! * the full stackfit output (SPECPHOT/FASTSPEC) against the reference with the
 //!   continuum/emission-line issues' tolerances.
 
+use super::common::{f64s, load_fixture, max_rel, usizes};
 use std::path::{Path, PathBuf};
 
 use bevy_ecs::prelude::*;
@@ -41,34 +42,8 @@ fn stack_path() -> PathBuf {
     desi().join("stack-LRG.fits")
 }
 
-fn fixture() -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stack/stack-LRG.json");
-    serde_json::from_str(&std::fs::read_to_string(p).expect("fixture")).expect("json")
-}
-
-fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_f64().expect("number"))
-        .collect()
-}
-
-fn usizes(v: &Value) -> Vec<usize> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_u64().expect("index") as usize)
-        .collect()
-}
-
-/// Largest |a − b| / max(|b|, floor).
-fn max_rel(a: &[f64], b: &[f64], floor: f64) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs() / y.abs().max(floor))
-        .fold(0.0, f64::max)
+fn fixture() -> serde_json::Value {
+    load_fixture("stack/stack-LRG.json")
 }
 
 fn pick(v: &[f64], idx: &[usize]) -> Vec<f64> {
