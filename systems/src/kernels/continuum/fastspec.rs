@@ -430,6 +430,7 @@ pub fn fit_fastspec(
     let op = SpecOperator::new(&st.zwave, inp.cameras)?;
 
     // 2. Monte Carlo draws
+    let span = tracing::debug_span!("cont.draws").entered();
     let mut specflux_mc: Vec<Vec<f64>> = Vec::new();
     let mut objflam_mc: Vec<Vec<f64>> = Vec::new();
     if inp.nmonte > 0 && (ndof_cont > 0 || ndof_phot > 0) {
@@ -463,7 +464,9 @@ pub fn fit_fastspec(
         }
     }
 
+    drop(span);
     // 3. velocity dispersion
+    let span_vdisp = tracing::debug_span!("cont.vdisp").entered();
     let (mut compute_vdisp, (vs, ve)) = can_compute_vdisp(inp.z, &specwave);
     let fixed = t.vdisp_bounds.0 == t.vdisp_bounds.1;
     if fixed {
@@ -521,6 +524,7 @@ pub fn fit_fastspec(
         let mut fitmask_istd = vec![0.0; npix];
         fitmask_istd[vs..ve].copy_from_slice(&specistd[vs..ve]);
         // (a) χ² scan
+        let span = tracing::debug_span!("cont.vdisp_scan").entered();
         let mut chi2 = [0.0; VDISP_NGRID];
         let (lo, hi) = t.vdisp_bounds;
         for (k, c2) in chi2.iter_mut().enumerate() {
@@ -531,6 +535,7 @@ pub fn fit_fastspec(
         let scan_ok = inp
             .vdisp_scan_override
             .unwrap_or_else(|| scan_minimum(&chi2).is_some());
+        drop(span);
         if !scan_ok {
             let (c, cm) = nominal_fit(&mut ws.joint)?;
             (vdisp_kernel, itf, itf_nl) = fallback(&c, &mut vws)?;
@@ -618,7 +623,9 @@ pub fn fit_fastspec(
         }
     }
 
+    drop(span_vdisp);
     // 4. aperture correction
+    let span = tracing::debug_span!("cont.final").entered();
     let nsyn = inp.synth_filters.len();
     let mut apercorrs = vec![1.0; nsyn];
     let mut apercorr = 1.0;
@@ -691,6 +698,25 @@ pub fn fit_fastspec(
         }
         Ok((sed_nl, desi, dnv))
     };
+    // the same for a Monte Carlo solution, with the SED only where L and Dn4000 read it
+    let (jlo, jhi) = op.range();
+    let post_mc = |coeff: &[f64],
+                   tauv: f64,
+                   sed: &mut Vec<f64>,
+                   dn: &mut Dn4000Scratch|
+     -> Result<(Vec<f64>, f64), KernelError> {
+        let mut desi = vec![0.0; npix];
+        let mut dnv = 0.0;
+        if !coeff.iter().all(|&c| c == 0.0) {
+            sed.resize(nw, 0.0);
+            pmodel.sed_nolines_range(&tarr, coeff, tauv, jlo..jhi, sed);
+            pmodel.sed_nolines_range(&tarr, coeff, tauv, dnw.clone(), sed);
+            op.apply(sed, &mut desi)?;
+            dnv = dn4000(&t.wave[dnw.clone()], &sed[dnw.clone()], None, None, dn).0;
+        }
+        Ok((desi, dnv))
+    };
+    let mut sed_mc = Vec::new();
     let fit = varpro_joint(&joint!(&sfa_main, &objflam), &mut ws.joint)?;
     let (sed_nl, desi, dn_model) = post(&fit.coeff, fit.tauv, &mut ws.dn)?;
     let allzero = fit.coeff.iter().all(|&c| c == 0.0);
@@ -741,11 +767,16 @@ pub fn fit_fastspec(
         }
     }
 
+    drop(span);
     // 6. Monte Carlo refits
+    let span = tracing::debug_span!("cont.mc").entered();
     if !specflux_mc.is_empty() {
         let mut dn_mc = Vec::with_capacity(inp.nmonte);
         // one Chebyshev/Gram model of the design serves every refit (see `jointcheb`)
         let mut cheb = JointCheb::new(&joint!(&sfa_main, &objflam), &mut ws.joint)?;
+        if std::env::var("FSF_DEBUG_H").is_ok() {
+            eprintln!("DEG {:?}", cheb.as_ref().map(|c| c.degree()));
+        }
         for (of, sf) in objflam_mc.iter().zip(&specflux_mc) {
             let sfa: Vec<f64> = sf.iter().map(|v| v * apercorr).collect();
             let (tauv, coeff) = match cheb.as_mut() {
@@ -758,7 +789,7 @@ pub fn fit_fastspec(
                     (f.tauv, f.coeff)
                 }
             };
-            let (_, desi_mc, dn) = post(&coeff, tauv, &mut ws.dn)?;
+            let (desi_mc, dn) = post_mc(&coeff, tauv, &mut sed_mc, &mut ws.dn)?;
             out.mc_coeff.push(scatter(&coeff));
             out.mc_tauv.push(tauv);
             dn_mc.push(dn);
@@ -780,7 +811,9 @@ pub fn fit_fastspec(
         out.mc_dn4000_model = dn_mc;
     }
 
+    drop(span);
     // 7. observed Dn4000 and the smooth continuum
+    let _span = tracing::debug_span!("cont.smooth").entered();
     let (d, di) = dn4000(
         &specwave,
         &specflux,

@@ -16,10 +16,17 @@
 //!   (degree doubled from [`START_DEGREE`] until the two trailing coefficients of every entry are below
 //!   [`CHEB_TOL`] of its block's scale: max √(G_tt G_uu) for G, the row maximum for a
 //!   photometric row, max |d_t| for d; at most [`MAX_DEGREE`]).
-//! * The spectral part of h is evaluated exactly with the adjoint of L = R·rebin, once per
-//!   data vector: y = Lᵀ(√ivar·b_s) on the template range and q = Σ √ivar·b_s·(L·DZ), so
-//!   h_t(τ) = Σ_j (F_tj Z_j y_j) A_j(τ) + d_t(τ)·q, at the cost of the exponentials on the
-//!   range and nT·range multiply–adds per τ.
+//! * The spectral part of h goes through the adjoint of L = R·rebin, once per data vector:
+//!   y = Lᵀ(√ivar·b_s) on the template range and q = Σ √ivar·b_s·(L·DZ), so
+//!   h_t(τ) = Σ_j u_tj A_j(τ) + d_t(τ)·q with u_tj = F_tj Z_j y_j. The first term is a sum of
+//!   exponentials e^{−τ k_j}, entire in τ, whose Chebyshev coefficients on [0, 2] are
+//!   2·e^{−k}·I_n(k) (modified Bessel functions): they fall below 1e-17 of the largest
+//!   attenuation at a degree fixed by the largest k of the range ([`exp_cheb_degree`], ≈ 14
+//!   at k ≈ 1, ≈ 24 at k ≈ 3). It is therefore evaluated at that many Lobatto nodes per data
+//!   vector (one small matrix product with the node attenuations, computed once per target)
+//!   and interpolated: a Brent step costs O(nT·degree) instead of the exponentials on the
+//!   range. The interpolation error (≲ 1e-16 of Σ_j |u_tj|) is below the rounding of the
+//!   direct sum.
 //! * NNLS is Lawson–Hanson on the normal equations (Cholesky of the passive block), which has
 //!   the same (unique, for full-rank Ψ) solution as scipy's NNLS on Ψ.
 //!
@@ -30,7 +37,7 @@
     clippy::needless_range_loop,
     reason = "index loops over several same-length vectors in the numeric kernels"
 )]
-use super::specmodel::{attenuation_into, fill, setup, JointData, JointWorkspace};
+use super::specmodel::{attenuation_into, fill, setup, solve, JointData, JointWorkspace};
 use super::varpro::{TAUV_BOUNDS, TAUV_XATOL};
 use crate::kernels::brent::{minimize_bounded, BoundedOptions};
 use crate::kernels::KernelError;
@@ -55,8 +62,13 @@ pub struct JointCheb {
     /// Template-range offset and the interleaved F·Z `[range][nt]` (copy of the basis).
     jlo: usize,
     fz: Vec<f64>,
-    klambda: Vec<f64>,
     dust: bool,
+    /// Degree of the spectral-h series and the node attenuations `[hdeg + 1][range]`.
+    hdeg: usize,
+    enode: Vec<f64>,
+    /// Chebyshev coefficients of the spectral h of the current data, `[hdeg + 1][nt]`.
+    hcoef: Vec<f64>,
+    hnode: Vec<f64>,
     // scratch
     e: Vec<f64>,
     b1: Vec<f64>,
@@ -66,7 +78,6 @@ pub struct JointCheb {
     h: Vec<f64>,
     g: Vec<f64>,
     x: Vec<f64>,
-    atten: Vec<f64>,
 }
 
 /// Result of one [`JointCheb::fit`].
@@ -78,6 +89,37 @@ pub struct ChebFit {
     pub coeff: Vec<f64>,
     /// χ² at the optimum.
     pub chi2: f64,
+}
+
+/// Degree n such that the Chebyshev series of e^{−τk} on the τ_V bounds, truncated after
+/// T_n, is exact to 1e-17 of max e^{−τk} for every k ≤ `kmax` (coefficients
+/// 2·e^{−k·mid}·I_n(k·half), I_n the modified Bessel function; at least 8, at most 48).
+pub fn exp_cheb_degree(kmax: f64) -> usize {
+    let (lo, hi) = TAUV_BOUNDS;
+    let (mid, half) = (0.5 * (lo + hi), 0.5 * (hi - lo));
+    let z = kmax.max(0.0) * half;
+    // I_n(z) by its power series (z is small: a few units at most)
+    let bessel_i = |n: usize| -> f64 {
+        let q = 0.25 * z * z;
+        let mut term = (0..n).fold(1.0, |a, i| a * 0.5 * z / (i + 1) as f64);
+        let mut sum = term;
+        for m in 1..200 {
+            term *= q / (m as f64 * (m + n) as f64);
+            sum += term;
+            if term < 1e-20 * sum {
+                break;
+            }
+        }
+        sum
+    };
+    // scale: the largest value of e^{−τk} is e^{−k·lo} (τ = lo)
+    let scale = (-kmax.max(0.0) * lo).exp();
+    let coef = |n: usize| 2.0 * (-kmax.max(0.0) * mid).exp() * bessel_i(n);
+    let mut n = 8;
+    while n < 48 && (coef(n) > 1e-17 * scale || coef(n - 1) > 1e-17 * scale) {
+        n += 1;
+    }
+    n
 }
 
 fn to_x(tauv: f64) -> f64 {
@@ -209,6 +251,13 @@ impl JointCheb {
             n = n2;
         };
         let nr = op.jhi - op.jlo;
+        let krange = &data.klambda[op.jlo..op.jhi];
+        let kmax = krange.iter().fold(0.0f64, |a, &k| a.max(k));
+        let hdeg = exp_cheb_degree(kmax);
+        let mut enode = vec![0.0; (hdeg + 1) * nr];
+        for (j, row) in enode.chunks_exact_mut(nr.max(1)).enumerate().take(hdeg + 1) {
+            attenuation_into(node(j, hdeg), krange, row);
+        }
         Ok(Some(JointCheb {
             nt,
             ne,
@@ -217,8 +266,11 @@ impl JointCheb {
             coef,
             jlo: op.jlo,
             fz: basis.fz.clone(),
-            klambda: data.klambda[op.jlo..op.jhi].to_vec(),
             dust: basis.dust_emission,
+            hdeg,
+            enode,
+            hcoef: vec![0.0; (hdeg + 1) * nt],
+            hnode: vec![0.0; (hdeg + 1) * nt],
             e: vec![0.0; ne],
             b1: vec![0.0; ne],
             b2: vec![0.0; ne],
@@ -227,7 +279,6 @@ impl JointCheb {
             h: vec![0.0; nt],
             g: vec![0.0; nt * nt],
             x: vec![0.0; nt],
-            atten: vec![0.0; nr],
         }))
     }
 
@@ -303,6 +354,22 @@ impl JointCheb {
                 *a = b * y;
             }
         }
+        // spectral h at the Lobatto nodes: [hdeg + 1][nt] = E [hdeg + 1][nr] · U [nr][nt]
+        let nr = self.y.len();
+        let nn = self.hdeg + 1;
+        if nr > 0 {
+            faer::linalg::matmul::matmul(
+                faer::MatMut::from_row_major_slice_mut(&mut self.hnode, nn, nt),
+                faer::Accum::Replace,
+                faer::MatRef::from_row_major_slice(&self.enode, nn, nr),
+                faer::MatRef::from_row_major_slice(&self.u, nr, nt),
+                1.0,
+                faer::Par::Seq,
+            );
+        } else {
+            self.hnode.fill(0.0);
+        }
+        self.hcoef = lobatto_coefficients(&self.hnode, self.hdeg, nt);
         let bb: f64 = ws.b.iter().map(|v| v * v).sum();
         let bp: Vec<f64> = ws.b[ns..].to_vec();
         let opts = BoundedOptions {
@@ -310,12 +377,12 @@ impl JointCheb {
             maxiter: 500,
         };
         let res = minimize_bounded(
-            |t| self.objective(t, q, &bp, bb),
+            |t| self.objective_or_direct(t, q, &bp, bb, data, ws),
             TAUV_BOUNDS.0,
             TAUV_BOUNDS.1,
             &opts,
         )?;
-        let mut chi2 = self.objective(res.x, q, &bp, bb);
+        let mut chi2 = self.objective_or_direct(res.x, q, &bp, bb, data, ws);
         let mut coeff = self.x.clone();
         if !chi2.is_finite() {
             coeff.fill(0.0);
@@ -328,17 +395,56 @@ impl JointCheb {
         })
     }
 
+    /// χ²(τ) with the NNLS solution in `self.x`: the Gram form, or — where its normal-
+    /// equation NNLS fails (a numerically singular passive block: squaring the condition
+    /// number of nearly collinear templates) — the direct fill and NNLS on Ψ, i.e.
+    /// [`super::specmodel::varpro_joint`]'s objective (+∞ only if that fails too). Without
+    /// the fallback a failed τ reads as χ² = +∞ and sends Brent to another local minimum
+    /// (measured on simulated targets: a few τ in 200 fail, and 2 of 50 refits of one
+    /// target ended with χ² higher by ~280).
+    fn objective_or_direct(
+        &mut self,
+        tauv: f64,
+        q: f64,
+        bp: &[f64],
+        bb: f64,
+        data: &JointData<'_>,
+        ws: &mut JointWorkspace,
+    ) -> f64 {
+        let c = self.objective(tauv, q, bp, bb);
+        if c.is_finite() {
+            return c;
+        }
+        fill(data, tauv, ws);
+        let c = solve(self.nt, ws);
+        if c.is_finite() {
+            self.x.copy_from_slice(&ws.c_slice()[..self.nt]);
+        }
+        c
+    }
+
     /// χ²(τ) with the NNLS solution in `self.x` (+∞ on failure).
     fn objective(&mut self, tauv: f64, q: f64, bp: &[f64], bb: f64) -> f64 {
         let nt = self.nt;
         let nb = self.nb;
         self.eval_entries(tauv);
-        // h_s
-        self.h.fill(0.0);
-        attenuation_into(tauv, &self.klambda, &mut self.atten);
-        for (uj, &a) in self.u.chunks_exact(nt).zip(&self.atten) {
-            for (h, u) in self.h.iter_mut().zip(uj) {
-                *h += u * a;
+        // h_s from its Chebyshev series (Clenshaw)
+        {
+            let x = to_x(tauv);
+            let x2 = 2.0 * x;
+            let (b1, b2) = (&mut self.b1[..nt], &mut self.b2[..nt]);
+            b1.fill(0.0);
+            b2.fill(0.0);
+            for k in (1..=self.hdeg).rev() {
+                let a = &self.hcoef[k * nt..(k + 1) * nt];
+                for t in 0..nt {
+                    let bk = a[t] + x2 * b1[t] - b2[t];
+                    b2[t] = b1[t];
+                    b1[t] = bk;
+                }
+            }
+            for t in 0..nt {
+                self.h[t] = self.hcoef[t] + x * b1[t] - b2[t];
             }
         }
         let off_p = nt * nt;

@@ -247,6 +247,37 @@ impl PhotModel {
         let _ = dust::attenuate_nodust(out, &a, &self.zfactors);
     }
 
+    /// [`Self::sed_nolines`] on the grid pixels `range` only (the rest of `out` is left
+    /// untouched): the same sums in the same order, so equal values on `range`.
+    pub fn sed_nolines_range(
+        &self,
+        tpl: &TemplateArrays<'_>,
+        coeff: &[f64],
+        tauv: f64,
+        range: std::ops::Range<usize>,
+        out: &mut [f64],
+    ) {
+        let o = &mut out[range.clone()];
+        o.fill(0.0);
+        for (i, &t) in self.rows.iter().enumerate() {
+            let c = coeff[i];
+            for (v, f) in o
+                .iter_mut()
+                .zip(&tpl.row(tpl.flux_nolines, t)[range.clone()])
+            {
+                *v += c * f;
+            }
+        }
+        let m = -tauv;
+        for ((v, &k), &z) in o
+            .iter_mut()
+            .zip(&tpl.klambda[range.clone()])
+            .zip(&self.zfactors[range])
+        {
+            *v *= (m * k).exp() * z;
+        }
+    }
+
     fn combine(&self, tpl: &TemplateArrays<'_>, arr: &[f64], coeff: &[f64], out: &mut [f64]) {
         out.fill(0.0);
         for (i, &t) in self.rows.iter().enumerate() {

@@ -263,6 +263,11 @@ impl SpecOperator {
         w.iter().zip(&y[s..s + w.len()]).map(|(a, b)| a * b).sum()
     }
 
+    /// Template-grid range `[jlo, jhi)` the operator reads.
+    pub fn range(&self) -> (usize, usize) {
+        (self.jlo, self.jhi)
+    }
+
     /// out = L·y for a full-grid `y` (`out.len() == npix`): FastSpecFit's
     /// `continuum_to_spectroscopy`.
     ///
@@ -571,8 +576,15 @@ pub(super) fn fill(data: &JointData<'_>, tauv: f64, ws: &mut JointWorkspace) {
     }
 }
 
+impl JointWorkspace {
+    /// Coefficients of the last [`solve`].
+    pub(super) fn c_slice(&self) -> &[f64] {
+        &self.c
+    }
+}
+
 /// NNLS at the current fill; χ² or +∞ on failure; coefficients in `ws.c`.
-fn solve(nt: usize, ws: &mut JointWorkspace) -> f64 {
+pub(super) fn solve(nt: usize, ws: &mut JointWorkspace) -> f64 {
     let m = ws.b.len();
     ws.c.resize(nt, 0.0);
     let a = MatRef::from_column_major_slice(&ws.psi[..m * nt], m, nt);
