@@ -774,8 +774,6 @@ pub fn fit_fastspec(
         let mut dn_mc = Vec::with_capacity(inp.nmonte);
         // one Chebyshev/Gram model of the design serves every refit (see `jointcheb`)
         let mut cheb = JointCheb::new(&joint!(&sfa_main, &objflam), &mut ws.joint)?;
-            eprintln!("DEG {:?}", cheb.as_ref().map(|c| c.degree()));
-        }
         for (of, sf) in objflam_mc.iter().zip(&specflux_mc) {
             let sfa: Vec<f64> = sf.iter().map(|v| v * apercorr).collect();
             let (tauv, coeff) = match cheb.as_mut() {
