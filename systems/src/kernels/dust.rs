@@ -58,7 +58,7 @@ pub fn attenuation(tauv: f64, klambda: &[f64], out: &mut [f64]) -> Result<(), Ke
     }
     let m = -tauv;
     for (o, &k) in out.iter_mut().zip(klambda) {
-        *o = (m * k).exp();
+        *o = crate::kernels::fastexp::exp(m * k);
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod cosmology;
 pub mod derived;
 pub mod dust;
 pub mod emlines;
+pub mod fastexp;
 pub mod filters;
 pub mod igm;
 pub mod linemask;

@@ -316,7 +316,7 @@ fn model_nodust(
         }
     }
     for j in 0..nw {
-        out[j] *= (-tauv * klambda[j]).exp() * zf[j];
+        out[j] *= crate::kernels::fastexp::exp(-tauv * klambda[j]) * zf[j];
     }
     out
 }

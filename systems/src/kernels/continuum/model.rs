@@ -274,7 +274,7 @@ impl PhotModel {
             .zip(&tpl.klambda[range.clone()])
             .zip(&self.zfactors[range])
         {
-            *v *= (m * k).exp() * z;
+            *v *= crate::kernels::fastexp::exp(m * k) * z;
         }
     }
 

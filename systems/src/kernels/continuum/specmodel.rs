@@ -49,9 +49,6 @@ use crate::kernels::nnls::{nnls, MatRef, NnlsOptions, NnlsWorkspace};
 use crate::kernels::rebin::centers2edges;
 use crate::kernels::KernelError;
 
-/// Templates handled with a stack accumulator in the design fill.
-const MAX_NT_STACK: usize = 32;
-
 /// One kept camera of a target, as the continuum fit reads it.
 #[derive(Debug, Clone, Copy)]
 pub struct CameraData<'a> {
@@ -531,35 +528,24 @@ pub(super) fn fill(data: &JointData<'_>, tauv: f64, ws: &mut JointWorkspace) {
                 *x = y * av;
             }
         }
-        let mut acc = [0.0f64; MAX_NT_STACK];
-        let mut accv = Vec::new();
-        let acc: &mut [f64] = if nt <= MAX_NT_STACK {
-            &mut acc[..nt]
-        } else {
-            accv.resize(nt, 0.0);
-            &mut accv
+        let rows = SpecRows {
+            op,
+            act: &ws.act,
+            wact: &ws.wact,
+            fza: &ws.fza,
+            ldz: basis.dust_emission.then_some(&basis.ldz[..]),
+            d: &ws.d,
+            m,
         };
-        for (r, (&i, &w)) in ws.act.iter().zip(&ws.wact).enumerate() {
-            acc.fill(0.0);
-            let s = op.rows.start[i] - op.jlo;
-            let wr = &op.rows.w[op.rows.off[i]..op.rows.off[i + 1]];
-            let y = &ws.fza[s * nt..(s + wr.len()) * nt];
-            for (&wq, yq) in wr.iter().zip(y.chunks_exact(nt)) {
-                for (a, v) in acc.iter_mut().zip(yq) {
-                    *a += wq * v;
+        macro_rules! dispatch {
+            ($($n:literal)*) => {
+                match nt {
+                    $($n => rows.fill::<$n>(&mut ws.psi),)*
+                    _ => rows.fill_dyn(nt, &mut ws.psi),
                 }
-            }
-            if basis.dust_emission {
-                let e = basis.ldz[i];
-                for t in 0..nt {
-                    ws.psi[t * m + r] = w * (acc[t] + ws.d[t] * e);
-                }
-            } else {
-                for t in 0..nt {
-                    ws.psi[t * m + r] = w * acc[t];
-                }
-            }
+            };
         }
+        dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
     }
     if let Some(p) = data.phot {
         for (r, &b) in ws.bands.iter().enumerate() {
@@ -580,6 +566,72 @@ impl JointWorkspace {
     /// Coefficients of the last [`solve`].
     pub(super) fn c_slice(&self) -> &[f64] {
         &self.c
+    }
+}
+
+/// The spectral rows of a design fill: Ψ[r, t] = w_r·(Σ_q L_rq·(F Z A)_{q,t} + d_t·ldz_r).
+struct SpecRows<'a> {
+    op: &'a SpecOperator,
+    act: &'a [usize],
+    wact: &'a [f64],
+    /// F·Z·A on the operator's range, interleaved `[range][nt]`.
+    fza: &'a [f64],
+    ldz: Option<&'a [f64]>,
+    d: &'a [f64],
+    /// Rows of Ψ (column stride).
+    m: usize,
+}
+
+impl SpecRows<'_> {
+    /// The fill for a compile-time template count (the per-row accumulator lives in
+    /// registers; the same sums in the same order as [`Self::fill_dyn`]).
+    #[inline(never)]
+    fn fill<const N: usize>(&self, psi: &mut [f64]) {
+        let (op, m) = (self.op, self.m);
+        for (r, (&i, &w)) in self.act.iter().zip(self.wact).enumerate() {
+            let mut acc = [0.0f64; N];
+            let s = op.rows.start[i] - op.jlo;
+            let wr = &op.rows.w[op.rows.off[i]..op.rows.off[i + 1]];
+            let y = &self.fza[s * N..(s + wr.len()) * N];
+            for (&wq, yq) in wr.iter().zip(y.chunks_exact(N)) {
+                for t in 0..N {
+                    acc[t] += wq * yq[t];
+                }
+            }
+            if let Some(ldz) = self.ldz {
+                let e = ldz[i];
+                for t in 0..N {
+                    psi[t * m + r] = w * (acc[t] + self.d[t] * e);
+                }
+            } else {
+                for t in 0..N {
+                    psi[t * m + r] = w * acc[t];
+                }
+            }
+        }
+    }
+
+    fn fill_dyn(&self, nt: usize, psi: &mut [f64]) {
+        let (op, m) = (self.op, self.m);
+        let mut acc = vec![0.0f64; nt];
+        for (r, (&i, &w)) in self.act.iter().zip(self.wact).enumerate() {
+            acc.fill(0.0);
+            let s = op.rows.start[i] - op.jlo;
+            let wr = &op.rows.w[op.rows.off[i]..op.rows.off[i + 1]];
+            let y = &self.fza[s * nt..(s + wr.len()) * nt];
+            for (&wq, yq) in wr.iter().zip(y.chunks_exact(nt)) {
+                for (a, v) in acc.iter_mut().zip(yq) {
+                    *a += wq * v;
+                }
+            }
+            for t in 0..nt {
+                let v = match self.ldz {
+                    Some(ldz) => acc[t] + self.d[t] * ldz[i],
+                    None => acc[t],
+                };
+                psi[t * m + r] = w * v;
+            }
+        }
     }
 }
 
@@ -672,12 +724,9 @@ pub fn varpro_joint(
 }
 
 /// out_j = exp(−τ·k_j), the dust attenuation on a slice of the grid (one place for every
-/// fill; `wide`'s polynomial exponential was measured slower than libm's without AVX).
+/// fill), with the vectorisable [`crate::kernels::fastexp::exp`] (≤ 2 ulp from libm).
 pub fn attenuation_into(tauv: f64, k: &[f64], out: &mut [f64]) {
-    let mt = -tauv;
-    for (o, kk) in out.iter_mut().zip(k) {
-        *o = (mt * kk).exp();
-    }
+    crate::kernels::fastexp::exp_scaled_into(-tauv, k, out);
 }
 
 #[cfg(test)]
