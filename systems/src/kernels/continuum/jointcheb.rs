@@ -161,7 +161,7 @@ impl JointCheb {
         for t in 0..nt {
             for u in t..nt {
                 let (ct, cu) = (&ws.psi[t * m..t * m + ns], &ws.psi[u * m..u * m + ns]);
-                let s: f64 = ct.iter().zip(cu).map(|(a, b)| a * b).sum();
+                let s = crate::kernels::nnls::householder::dot(ct, cu);
                 out[t * nt + u] = s;
                 out[u * nt + t] = s;
             }

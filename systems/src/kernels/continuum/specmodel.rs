@@ -45,6 +45,7 @@
 use super::model::PhotModel;
 use super::varpro::{TAUV_BOUNDS, TAUV_XATOL};
 use crate::kernels::brent::{minimize_bounded, BoundedOptions};
+use crate::kernels::nnls::householder::dot;
 use crate::kernels::nnls::{nnls, MatRef, NnlsOptions, NnlsWorkspace};
 use crate::kernels::rebin::centers2edges;
 use crate::kernels::KernelError;
@@ -508,7 +509,7 @@ pub(super) fn fill(data: &JointData<'_>, tauv: f64, ws: &mut JointWorkspace) {
         if let Some((_, basis)) = data.spec {
             for t in 0..nt {
                 let fw = &basis.fw[t * nw..(t + 1) * nw];
-                let s: f64 = fw.iter().zip(&ws.atten).map(|(a, b)| a * b).sum();
+                let s = dot(fw, &ws.atten);
                 ws.d[t] = basis.integ[t] - s;
             }
         }
