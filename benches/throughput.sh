@@ -2,37 +2,42 @@
 # One-command throughput benchmark: our engine vs the real FastSpecFit 3.6.1 on the same
 # simulated DESI healpix set.
 #
-#   bash benches/throughput.sh [N=200] [--no-peer] [--seed S] [--peer-spec-ntargets K=10]
-#                              [--outdir DIR] [--keep]
+#   bash benches/throughput.sh [N=200] [--no-peer] [--seed S] [--peer-spec-ntargets K=N]
+#                              [--peer-procs P=nproc] [--outdir DIR] [--keep]
 #
 # 1. builds the release binary, simulates N targets (seeded) into a temporary directory;
 # 2. runs our fastphot and fastspec with --mp 1 and --mp <all cores> under /usr/bin/time
 #    (wall, peak RSS) and with --profile (per-system table);
 # 3. unless --no-peer (or the peer is not installed), runs the real FastSpecFit on the same
 #    files with one thread (NTHREADS=1, --mp 1): fastphot on all N targets, fastspec on the
-#    first K targets (it costs seconds per target) scaled per target; per-target time is
-#    reported both from wall time and from its 'fsftime ... fastspec_one' log lines;
+#    first K targets (default all: the mix of σ-fit and other targets sets the mean cost),
+#    split into P single-threaded processes on consecutive slices (--firsttarget/--ntargets)
+#    run side by side; per-target time per core is reported both from wall time (P·wall/K,
+#    start-up included) and from its 'fsftime ... fastspec_one' log lines (summed);
 # 4. prints the table, the agreement of our fastphot SPECPHOT with the peer's
-#    (`fastspecfit compare --hdu SPECPHOT`) and our per-system profiles.
+#    (`fastspecfit compare --hdu SPECPHOT`), the agreement of our fastspec with the peer's on
+#    key columns, and our per-system profiles.
 #
 # Nothing is written inside the repository except cargo's target directory. Timings on a
 # shared machine are noisy: run it on an idle machine for numbers to quote.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-N=200; SEED=1; K=10; PEER=1; KEEP=0; OUT=""
+N=200; SEED=1; K=""; PEER=1; KEEP=0; OUT=""; PP="$(nproc)"
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --no-peer) PEER=0 ;;
         --seed) SEED="$2"; shift ;;
         --peer-spec-ntargets) K="$2"; shift ;;
+        --peer-procs) PP="$2"; shift ;;
         --outdir) OUT="$2"; KEEP=1; shift ;;
         --keep) KEEP=1 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         [0-9]*) N="$1" ;;
         *) echo "throughput.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
+[[ -z $K || $K -gt $N ]] && K="$N"
 FSF="${FSF:-$ROOT/../shared/peer/fsf.sh}"
 PEER_DIR="${PEER_DIR:-$HOME/.cache/fastspecfit-peer}"
 MAPDIR="$ROOT/tests/data/desi"
@@ -89,28 +94,47 @@ for prog in fastphot fastspec; do
 done
 
 PEER_PHOT_OK=0
+PEER_SPEC_OK=0
 if [[ $PEER == 1 ]]; then
-    for prog in fastphot fastspec; do
-        lim=(); ntg="$N"
-        if [[ $prog == fastspec ]]; then lim=(--ntargets "$K"); ntg="$K"; [[ $K -gt $N ]] && ntg="$N"; fi
-        tag="$prog-peer"
-        echo "== peer: $prog --mp 1 on $ntg targets (NTHREADS=1)"
-        NTHREADS=1 $TIME -f '%e %M' -o "$OUT/$tag.time" bash "$FSF" "$prog" "$RR" -o "$OUT/$tag.fits" \
-            "${COMMON[@]}" --mp 1 "${lim[@]}" --verbose > "$OUT/$tag.log" 2>&1
-        rc=$?
-        if [[ $rc -ne 0 ]]; then
-            echo "   FastSpecFit $prog FAILED (exit $rc); last lines:" >&2; tail -15 "$OUT/$tag.log" >&2
-        elif [[ $prog == fastphot ]]; then PEER_PHOT_OK=1; fi
-        read -r wall rss < <(tail -1 "$OUT/$tag.time")
-        note="wall incl. Python start-up"
-        [[ $prog == fastspec ]] && note="first $ntg targets, scaled per target; $note"
-        [[ $rc -ne 0 ]] && note="FAILED exit $rc"
-        row "$prog" peer 1 "$ntg" "$wall" "$rss" "$note"
-        # per-target time from the fsftime lines (sum over targets): excludes start-up and I/O
-        read -r cnt sum < <(grep -E 'fsftime [0-9.]+ sec for fastspec_one' "$OUT/$tag.log" \
-            | sed -E 's/.*fsftime ([0-9.]+) sec.*/\1/' | awk '{s+=$1; n++} END {printf "%d %.3f\n", n, s}')
-        row "$prog" "peer (fsftime)" 1 "$cnt" "$sum" "-" "sum of fastspec_one lines"
+    tag="fastphot-peer"
+    echo "== peer: fastphot --mp 1 on $N targets (NTHREADS=1)"
+    NTHREADS=1 $TIME -f '%e %M' -o "$OUT/$tag.time" bash "$FSF" fastphot "$RR" -o "$OUT/$tag.fits" \
+        "${COMMON[@]}" --mp 1 --verbose > "$OUT/$tag.log" 2>&1
+    rc=$?
+    if [[ $rc -ne 0 ]]; then
+        echo "   FastSpecFit fastphot FAILED (exit $rc); last lines:" >&2; tail -15 "$OUT/$tag.log" >&2
+    else PEER_PHOT_OK=1; fi
+    read -r wall rss < <(tail -1 "$OUT/$tag.time")
+    note="wall incl. Python start-up"; [[ $rc -ne 0 ]] && note="FAILED exit $rc"
+    row fastphot peer 1 "$N" "$wall" "$rss" "$note"
+    read -r cnt sum < <(grep -E 'fsftime [0-9.]+ sec for fastspec_one' "$OUT/$tag.log" \
+        | sed -E 's/.*fsftime ([0-9.]+) sec.*/\1/' | awk '{s+=$1; n++} END {printf "%d %.3f\n", n, s}')
+    row fastphot "peer (fsftime)" 1 "$cnt" "$sum" "-" "sum of fastspec_one lines"
+
+    # fastspec: K targets in PP single-threaded slices side by side
+    [[ $PP -gt $K ]] && PP="$K"
+    echo "== peer: fastspec --mp 1 on $K targets in $PP single-threaded processes (NTHREADS=1)"
+    per=$(( (K + PP - 1) / PP )); pids=(); t0=$(date +%s.%N)
+    for ((p = 0; p < PP; p++)); do
+        first=$(( p * per )); cnt=$per; [[ $(( first + cnt )) -gt $K ]] && cnt=$(( K - first ))
+        [[ $cnt -le 0 ]] && continue
+        NTHREADS=1 $TIME -f '%e %M' -o "$OUT/fastspec-peer-$p.time" bash "$FSF" fastspec "$RR" \
+            -o "$OUT/fastspec-peer-$p.fits" "${COMMON[@]}" --mp 1 --firsttarget "$first" \
+            --ntargets "$cnt" --verbose > "$OUT/fastspec-peer-$p.log" 2>&1 &
+        pids+=($!)
     done
+    rc=0; for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done
+    wall="$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')"
+    rss="$(cat "$OUT"/fastspec-peer-*.time | awk '{if ($2 > m) m = $2} END {print m}')"
+    if [[ $rc -ne 0 ]]; then
+        echo "   FastSpecFit fastspec FAILED (exit $rc); see $OUT/fastspec-peer-*.log" >&2
+    else PEER_SPEC_OK=1; fi
+    note="$PP processes x 1 thread, wall incl. Python start-up"; [[ $rc -ne 0 ]] && note="FAILED exit $rc"
+    row fastspec peer "$PP" "$K" "$wall" "$rss" "$note"
+    read -r cnt sum < <(cat "$OUT"/fastspec-peer-*.log | grep -E 'fsftime [0-9.]+ (sec|min) for fastspec_one' \
+        | sed -E 's/.*fsftime ([0-9.]+) (sec|min).*/\1 \2/' \
+        | awk '{v = ($2 == "min") ? $1 * 60 : $1; s += v; n++} END {printf "%d %.3f\n", n, s}')
+    row fastspec "peer (fsftime)" 1 "$cnt" "$sum" "-" "sum of fastspec_one lines"
 fi
 
 echo
@@ -163,6 +187,18 @@ cols = ["COEFF", "TAUV", "LOGMSTAR"] + [c for c in a.colnames if c.startswith("A
 for name, m in (("well-determined", ~deg), ("exact-fit", deg)):
     print(f"  {name:15s} ({m.sum():3d} targets): " + ", ".join(f"{c} {frac(c, m):.3f}" for c in cols))
 PY
+fi
+
+if [[ $PEER_SPEC_OK == 1 && -f $OUT/fastspec-ours-mp1.fits ]]; then
+    echo
+    echo "== agreement: our fastspec --mp 1 vs the peer's on the same $K targets (rtol 1e-3; key columns)"
+    for hdu in SPECPHOT FASTSPEC; do
+        for p in "$OUT"/fastspec-peer-*.fits; do
+            "$BIN" compare "$p" "$OUT/fastspec-ours-mp1.fits" --hdu "$hdu" 2>/dev/null | tail -n +5
+        done
+    done | awk '$1 ~ /^(COEFF|TAUV|VDISP|VDISP_IVAR|LOGMSTAR|SFR|DN4000_MODEL|APERCORR|RCHI2_CONT|RCHI2_LINE|HALPHA_FLUX|HBETA_FLUX|OIII_5007_FLUX|OII_3729_FLUX|MGII_2803_FLUX|CIV_1549_FLUX|HALPHA_SIGMA|OIII_5007_SIGMA)$/ {
+            n[$1] += $2; f[$1] += $2 * $NF }
+        END { for (c in n) printf "  %-16s %5d targets, fraction within rtol 1e-3: %.3f\n", c, n[c], f[c] / n[c] }' | sort
 fi
 
 echo

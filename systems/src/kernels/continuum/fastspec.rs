@@ -773,7 +773,9 @@ pub fn fit_fastspec(
     if !specflux_mc.is_empty() {
         let mut dn_mc = Vec::with_capacity(inp.nmonte);
         // one Chebyshev/Gram model of the design serves every refit (see `jointcheb`)
+        let span_new = tracing::debug_span!("cont.mc_gram").entered();
         let mut cheb = JointCheb::new(&joint!(&sfa_main, &objflam), &mut ws.joint)?;
+        drop(span_new);
         for (of, sf) in objflam_mc.iter().zip(&specflux_mc) {
             let sfa: Vec<f64> = sf.iter().map(|v| v * apercorr).collect();
             let (tauv, coeff) = match cheb.as_mut() {
@@ -786,7 +788,9 @@ pub fn fit_fastspec(
                     (f.tauv, f.coeff)
                 }
             };
+            let span_post = tracing::debug_span!("cont.mc_post").entered();
             let (desi_mc, dn) = post_mc(&coeff, tauv, &mut sed_mc, &mut ws.dn)?;
+            drop(span_post);
             out.mc_coeff.push(scatter(&coeff));
             out.mc_tauv.push(tauv);
             dn_mc.push(dn);

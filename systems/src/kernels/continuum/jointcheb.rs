@@ -486,7 +486,14 @@ impl JointCheb {
 /// Solve G_PP z = h_P by Cholesky (P = passive indices); false if not positive definite.
 fn solve_passive(g: &[f64], h: &[f64], nt: usize, p: &[usize], z: &mut [f64]) -> bool {
     let k = p.len();
-    let mut l = vec![0.0; k * k];
+    let mut lbuf = [0.0f64; 256];
+    let mut lvec = Vec::new();
+    let l: &mut [f64] = if k * k <= lbuf.len() {
+        &mut lbuf[..k * k]
+    } else {
+        lvec.resize(k * k, 0.0);
+        &mut lvec
+    };
     for i in 0..k {
         for j in 0..=i {
             let mut s = g[p[i] * nt + p[j]];
@@ -503,7 +510,14 @@ fn solve_passive(g: &[f64], h: &[f64], nt: usize, p: &[usize], z: &mut [f64]) ->
             }
         }
     }
-    let mut y = vec![0.0; k];
+    let mut ybuf = [0.0f64; 16];
+    let mut yvec = Vec::new();
+    let y: &mut [f64] = if k <= ybuf.len() {
+        &mut ybuf[..k]
+    } else {
+        yvec.resize(k, 0.0);
+        &mut yvec
+    };
     for i in 0..k {
         let mut s = h[p[i]];
         for r in 0..i {
