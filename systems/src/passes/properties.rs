@@ -11,11 +11,11 @@ use fsf_components::{
 };
 
 use crate::kernels::cosmology::Cosmology;
-use crate::kernels::derived::cflux::continuum_fluxes;
+use crate::kernels::derived::cflux::{continuum_fluxes, read_windows};
 use crate::kernels::derived::dn4000::{dn4000, dn4000_rest_window, Dn4000Scratch};
 use crate::kernels::derived::kcorr::{kcorr_and_absmag, synth_absmag, KcorrPre};
 use crate::kernels::derived::mcvar::{nan_ivar_capped, nan_var, plain_ivar, var2ivar, F32MAX};
-use crate::kernels::derived::sed::{build_sed, build_sed_attenuated, SedInputs};
+use crate::kernels::derived::sed::{build_sed, build_sed_nodust_ranges, SedInputs};
 use crate::kernels::derived::sps::{sps_properties, TemplateInfo, MASSNORM};
 use crate::kernels::dust::zfactors;
 use crate::kernels::filters::{load_filter, FilterCurve};
@@ -257,6 +257,8 @@ pub fn compute_properties(
     let (mut s1, mut s2, mut sa) = (Vec::new(), Vec::new(), Vec::new());
     // DN4000 reads only a window of the grid: skip the rest per realisation.
     let dnw = dn4000_rest_window(&tpl.wave_ang);
+    let mut s2_windows = read_windows(&tpl.wave_ang);
+    s2_windows.push(dnw.clone());
     for (c_all, &tv) in cf.mc_coeff.iter().zip(&cf.mc_tauv).take(nmc) {
         let c_sed = mc_coeff_of(c_all);
         let c = c_all;
@@ -269,8 +271,9 @@ pub fn compute_properties(
         } else {
             build_sed(&with_lines, &c_sed, tv, true, &mut atten, &mut s1)
                 .map_err(|e| e.to_string())?;
-            // same τ_V: reuse the attenuation curve
-            build_sed_attenuated(&no_lines, &c_sed, &atten, false, &mut s2)
+            // same τ_V: reuse the attenuation curve; the line-free SED is read only on the
+            // continuum-flux windows and the Dn4000 window
+            build_sed_nodust_ranges(&no_lines, &c_sed, &atten, &s2_windows, &mut s2)
                 .map_err(|e| e.to_string())?;
             let r = dnw.clone();
             dn_mc.push(dn4000(&tpl.wave_ang[r.clone()], &s2[r], None, None, &mut dns).0);

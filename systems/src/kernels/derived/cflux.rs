@@ -48,6 +48,17 @@ fn ss_right(a: &[f64], v: f64) -> usize {
     a.partition_point(|&x| x <= v)
 }
 
+/// The grid pixels [`continuum_fluxes`] reads on `rest_wave` (one range per reference
+/// wavelength, λ_c ± 100 Å): a model computed only there gives the same results.
+pub fn read_windows(rest_wave: &[f64]) -> Vec<std::ops::Range<usize>> {
+    LUMS.iter()
+        .map(|(_, c)| *c)
+        .chain(CFLUXES.iter().map(|(_, c, _)| *c))
+        .map(|c| ss_right(rest_wave, c - WIDTH2)..ss_left(rest_wave, c + WIDTH2))
+        .filter(|r| r.start < r.end)
+        .collect()
+}
+
 /// Append the 2σ-clipped points of `y[lo..hi]` (with x − cwave) to `xs`, `ys`.
 fn clipped(
     wave: &[f64],

@@ -87,3 +87,56 @@ pub fn build_sed_attenuated(
     }
     Ok(())
 }
+
+/// [`build_sed_attenuated`] without dust emission, computed only on the grid pixels of
+/// `ranges` (zero elsewhere): the same sums in the same order, so equal values there.
+///
+/// # Errors
+/// As [`build_sed_attenuated`]; a range beyond the grid.
+pub fn build_sed_nodust_ranges(
+    inp: &SedInputs<'_>,
+    coeff: &[f64],
+    atten: &[f64],
+    ranges: &[std::ops::Range<usize>],
+    out: &mut Vec<f64>,
+) -> Result<(), KernelError> {
+    let nw = inp.wave.len();
+    if nw == 0
+        || inp.flux.len() != coeff.len() * nw
+        || atten.len() != nw
+        || inp.zfactors.len() != nw
+        || ranges.iter().any(|r| r.end > nw)
+    {
+        return Err(KernelError::Shape(format!(
+            "build_sed: {} template values for {} coefficients x {} wavelengths",
+            inp.flux.len(),
+            coeff.len(),
+            nw
+        )));
+    }
+    out.clear();
+    out.resize(nw, 0.0);
+    for r in ranges {
+        let o = &mut out[r.clone()];
+        o.fill(0.0);
+        for (t, &c) in coeff.iter().enumerate() {
+            if c == 0.0 {
+                continue;
+            }
+            for (v, &f) in o
+                .iter_mut()
+                .zip(&inp.flux[t * nw + r.start..t * nw + r.end])
+            {
+                *v += c * f;
+            }
+        }
+        for ((v, &a), &z) in o
+            .iter_mut()
+            .zip(&atten[r.clone()])
+            .zip(&inp.zfactors[r.clone()])
+        {
+            *v *= a * z;
+        }
+    }
+    Ok(())
+}
