@@ -959,32 +959,41 @@ pub fn emline_specfit(
         }
         let mut out = LineFit::default();
         realisations.reserve(nmonte);
-        for k in 0..nmonte {
-            let sf = &mc.specflux[k * npix..(k + 1) * npix];
-            let cont = mc
-                .continuum
-                .map_or(input.continuum, |cm| &cm[k * npix..(k + 1) * npix]);
-            let emlineflux: Vec<f64> = (0..npix)
-                .map(|i| sf[i] - cont[i] - input.smooth[i])
-                .collect();
-            fit(
-                &pref_model,
-                &pref.values,
-                &bounds,
-                &emlineflux,
-                FitTolerances::LOOSE,
-                ws,
-                &mut out,
-            )?;
-            let specflux_nolines = sf.iter().zip(&out.model).map(|(f, m)| f - m).collect();
-            realisations.push(McRealisation {
-                values: out.values.clone(),
-                obsamps: out.obsamps.clone(),
-                model: out.model.clone(),
-                emlineflux,
-                specflux_nolines,
-            });
-        }
+        // every refit starts from the preferred values with the same model
+        // and weights: share the start-point work (reduced mode only)
+        ws.share_start(true);
+        let mut refits = || -> Result<(), KernelError> {
+            for k in 0..nmonte {
+                let sf = &mc.specflux[k * npix..(k + 1) * npix];
+                let cont = mc
+                    .continuum
+                    .map_or(input.continuum, |cm| &cm[k * npix..(k + 1) * npix]);
+                let emlineflux: Vec<f64> = (0..npix)
+                    .map(|i| sf[i] - cont[i] - input.smooth[i])
+                    .collect();
+                fit(
+                    &pref_model,
+                    &pref.values,
+                    &bounds,
+                    &emlineflux,
+                    FitTolerances::LOOSE,
+                    ws,
+                    &mut out,
+                )?;
+                let specflux_nolines = sf.iter().zip(&out.model).map(|(f, m)| f - m).collect();
+                realisations.push(McRealisation {
+                    values: out.values.clone(),
+                    obsamps: out.obsamps.clone(),
+                    model: out.model.clone(),
+                    emlineflux,
+                    specflux_nolines,
+                });
+            }
+            Ok(())
+        };
+        let res = refits();
+        ws.share_start(false);
+        res?;
     }
 
     let (delta_linechi2, delta_linendof) = broad_test

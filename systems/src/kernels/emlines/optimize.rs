@@ -60,7 +60,9 @@ use super::jacobian::{merge_ranges, EmlineJacobian, ExtraColumn};
 use super::linemodel::LineModel;
 use super::mapping::ParamsMapping;
 use super::params::ParamTable;
-use super::profile::{line_profile, EmlineSpectrum, ModelWorkspace, SIGMA_G};
+use super::profile::{
+    banded_rows, line_geom, line_profile, EmlineSpectrum, ModelWorkspace, SIGMA_G,
+};
 
 /// Convergence tolerances of one line fit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -168,9 +170,120 @@ pub struct OptimizeWorkspace {
     rscratch: Vec<(usize, usize)>,
     /// The patch columns as Gram extras.
     extra_cols: Vec<ExtraColumn>,
-    /// Run LSMR on the Gram factor (see [`Self::set_reduced_lsmr`]).
-    reduced_lsmr: bool,
+    /// Reduced mode (see [`Self::set_reduced_lsmr`]; off by default).
+    reduced: bool,
     buf: Vec<f64>,
+    /// Scratch of the support-restricted residuals (reduced mode).
+    fast: FastResiduals,
+    /// Shared start point of consecutive fits (see [`Self::share_start`]).
+    start: StartCache,
+    /// The Jacobian at the shared start point.
+    jac0: EmlineJacobian,
+}
+
+/// What consecutive fits from one start point share (reduced mode, no
+/// patches): the start point (free vector), the line model and weights it
+/// was filled for, the convolved line model W·Σg on its rows, the row
+/// support and JᵀJ of the Jacobian (kept in `OptimizeWorkspace::jac0`).
+#[derive(Debug, Clone, Default)]
+struct StartCache {
+    enabled: bool,
+    /// The key below matches the current fit.
+    key_ok: bool,
+    free: Vec<bool>,
+    tiedtoparam: Vec<i32>,
+    tiedfactor: Vec<f64>,
+    weights: Vec<f64>,
+    /// Free vector of the start point (as the solver passes it), once seen.
+    x0: Vec<f64>,
+    /// The model rows at x0 are stored.
+    model_ok: bool,
+    rows: Vec<(usize, usize)>,
+    model: Vec<f64>,
+    /// The Jacobian at x0 is in `jac0` (with its support).
+    jac_ok: bool,
+    support: Vec<(usize, usize)>,
+    /// JᵀJ at x0 (n×n) once computed (filled from `gram(&self)`).
+    gram_ok: std::cell::Cell<bool>,
+    gram: RefCell<Vec<f64>>,
+}
+
+impl StartCache {
+    /// Check (and reset if stale) the key for a fit of `model` with `weights`.
+    fn prepare(&mut self, model: &LineModel, weights: &[f64]) {
+        self.key_ok = self.enabled
+            && self.free == model.free
+            && self.tiedtoparam == model.tiedtoparam
+            && self.tiedfactor == model.tiedfactor
+            && self.weights == weights;
+        if !self.key_ok && self.enabled {
+            self.free.clone_from(&model.free);
+            self.tiedtoparam.clone_from(&model.tiedtoparam);
+            self.tiedfactor.clone_from(&model.tiedfactor);
+            self.weights.clear();
+            self.weights.extend_from_slice(weights);
+            self.x0.clear();
+            self.model_ok = false;
+            self.jac_ok = false;
+            self.gram_ok.set(false);
+            self.key_ok = true;
+        }
+    }
+
+    /// `x` is the start point of the cache (set on first use).
+    fn is_start(&mut self, x: &[f64], first_call: bool) -> bool {
+        if !self.key_ok {
+            return false;
+        }
+        if self.x0.is_empty() && first_call {
+            self.x0.extend_from_slice(x);
+        }
+        self.x0 == x
+    }
+}
+
+/// Scratch of the reduced mode's residuals: the un-convolved model per
+/// camera (all zero between calls), the weighted data −flux·w outside the
+/// lines, and the Gaussians of the last evaluation (reused by the Jacobian
+/// at the same point).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FastResiduals {
+    /// −flux·w (hstacked): the residual where no line reaches.
+    base: Vec<f64>,
+    /// Un-convolved line model of one camera (zero outside the profiles).
+    ideal: Vec<f64>,
+    /// Profile ranges of one camera, then their merged ±h rows.
+    ranges: Vec<(usize, usize)>,
+    rows: Vec<(usize, usize)>,
+    rowbuf: Vec<f64>,
+    /// Gaussian cache of the last residual evaluation (see [`GaussCache`]).
+    pub(crate) gauss: GaussCache,
+}
+
+/// exp(−x²/2σ_eff²) of every (camera, line) profile at the full parameters
+/// `params`: per camera × line, the pixel range and offset into `vals`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GaussCache {
+    pub(crate) params: Vec<f64>,
+    pub(crate) nlines: usize,
+    /// (lo, hi, offset), camera-major.
+    pub(crate) spans: Vec<(usize, usize, usize)>,
+    pub(crate) vals: Vec<f64>,
+    pub(crate) valid: bool,
+}
+
+impl GaussCache {
+    /// `true` if the cache holds the Gaussians at `params` exactly.
+    pub(crate) fn holds(&self, params: &[f64]) -> bool {
+        self.valid && self.params == params
+    }
+
+    /// The cached Gaussians of (camera `c`, line `j`) (check
+    /// [`holds`](Self::holds) first).
+    pub(crate) fn get(&self, c: usize, j: usize) -> Option<&[f64]> {
+        let (lo, hi, off) = *self.spans.get(c * self.nlines + j)?;
+        Some(&self.vals[off..off + (hi - lo)])
+    }
 }
 
 impl OptimizeWorkspace {
@@ -183,7 +296,29 @@ impl OptimizeWorkspace {
     /// as any rounding change does (beyond some tolerances of the
     /// FastSpecFit comparison tests, see the module docs).
     pub fn set_reduced_lsmr(&mut self, on: bool) {
-        self.reduced_lsmr = on;
+        self.reduced = on;
+    }
+
+    /// Share the work at the start point between consecutive fits (default
+    /// off; reduced mode, line-only fits): while on, fits of the same line
+    /// model with the same weights on the same spectrum that start from the
+    /// same parameters — the Monte-Carlo refits, which differ only in the
+    /// flux — evaluate the line model, the Jacobian and JᵀJ at the start
+    /// point once, and skip the Jacobian at the final point (which only
+    /// serves scipy's final gtol test and is never used: the fit's status
+    /// can then read Ftol/Xtol where scipy's would read Gtol). The caller
+    /// guarantees the spectrum is unchanged while on; turning it off
+    /// clears the cache.
+    pub fn share_start(&mut self, on: bool) {
+        self.start.enabled = on;
+        if !on {
+            self.start.key_ok = false;
+            self.start.free.clear();
+            self.start.x0.clear();
+            self.start.model_ok = false;
+            self.start.jac_ok = false;
+            self.start.gram_ok.set(false);
+        }
     }
 }
 
@@ -347,6 +482,18 @@ pub fn optimize_into(
             });
         }
         ws.full.resize(np, 0.0);
+        ws.fast.gauss.valid = false;
+        let fast = ws.reduced && patch_list.is_empty();
+        ws.start.key_ok = false;
+        if fast {
+            ws.start.prepare(model, weights);
+        }
+        if fast {
+            ws.fast.base.clear();
+            ws.fast
+                .base
+                .extend(flux.iter().zip(weights).map(|(&d, &w)| (0.0 - d) * w));
+        }
         let opts = TrfOptions {
             ftol: tol.ftol,
             xtol: tol.xtol,
@@ -370,12 +517,17 @@ pub fn optimize_into(
             full: &mut ws.full,
             model_ws: &mut ws.model_ws,
             jac: RefCell::new(&mut ws.jac),
+            jac0: RefCell::new(&mut ws.jac0),
+            at_start: false,
+            first_call: true,
+            start: &mut ws.start,
             patch_cols: &ws.patch_cols,
             patch_offsets: &ws.patch_offsets,
             support: &mut ws.support,
             rscratch: &mut ws.rscratch,
             extra_cols: &ws.extra_cols,
-            reduced_lsmr: ws.reduced_lsmr,
+            reduced_lsmr: ws.reduced,
+            fast: &mut ws.fast,
             error: None,
         };
         let summary =
@@ -500,14 +652,126 @@ struct LineProblem<'a> {
     full: &'a mut Vec<f64>,
     model_ws: &'a mut ModelWorkspace,
     jac: RefCell<&'a mut EmlineJacobian>,
+    /// The Jacobian at the shared start point.
+    jac0: RefCell<&'a mut EmlineJacobian>,
+    /// The current Jacobian is `jac0`.
+    at_start: bool,
+    /// No residual evaluated yet in this fit.
+    first_call: bool,
+    start: &'a mut StartCache,
     patch_cols: &'a [f64],
     patch_offsets: &'a [usize],
     support: &'a mut Vec<(usize, usize)>,
     rscratch: &'a mut Vec<(usize, usize)>,
     extra_cols: &'a [ExtraColumn],
     reduced_lsmr: bool,
+    fast: &'a mut FastResiduals,
     /// First error met inside a callback (the trait cannot return one).
     error: Option<KernelError>,
+}
+
+impl LineProblem<'_> {
+    /// The residuals of a line-only fit computed on the lines' rows only
+    /// (reduced mode): rows no line profile reaches are −flux·w; the
+    /// others are (W·Σg − flux)·w with W·Σg summed over the band in
+    /// ascending column order. Caches the Gaussians for the Jacobian.
+    fn residuals_support(&mut self, f: &mut [f64], keep: bool) {
+        let spec = self.spec;
+        let nl = spec.restwave.len();
+        let full = &self.full[..];
+        let fr = &mut *self.fast;
+        let (amps, vs, sigs) = (&full[..nl], &full[nl..2 * nl], &full[2 * nl..3 * nl]);
+        f.copy_from_slice(&fr.base);
+        let gc = &mut fr.gauss;
+        gc.params.clear();
+        gc.params.extend_from_slice(full);
+        gc.nlines = nl;
+        gc.spans.clear();
+        gc.vals.clear();
+        if keep {
+            self.start.rows.clear();
+            self.start.model.clear();
+        }
+        for cam in &spec.cameras {
+            let n = cam.npix();
+            if fr.ideal.len() < n {
+                fr.ideal.resize(n, 0.0);
+            }
+            let ideal = &mut fr.ideal[..n];
+            fr.ranges.clear();
+            for j in 0..nl {
+                let amp = amps[j];
+                let geom = if amp == 0.0 {
+                    None
+                } else {
+                    line_geom(
+                        spec.restwave[j],
+                        vs[j],
+                        sigs[j],
+                        &cam.logwave,
+                        spec.z,
+                        SIGMA_G,
+                    )
+                };
+                let Some(g) = geom else {
+                    gc.spans.push((0, 0, gc.vals.len()));
+                    continue;
+                };
+                let off = gc.vals.len();
+                gc.spans.push((g.lo, g.hi, off));
+                let amp_eff = amp * g.sigma / g.sigma_eff;
+                let inv2 = 0.5 / (g.sigma_eff * g.sigma_eff);
+                for &l in &cam.logwave[g.lo..g.hi] {
+                    let x = l - g.log_center;
+                    gc.vals.push((-x * x * inv2).exp());
+                }
+                for (o, &e) in ideal[g.lo..g.hi].iter_mut().zip(&gc.vals[off..]) {
+                    *o += amp_eff * e;
+                }
+                if g.lo < g.hi {
+                    fr.ranges.push((g.lo, g.hi));
+                }
+            }
+            // rows reached by the band around each profile
+            let h = cam.w.ndiag / 2;
+            fr.rows.clear();
+            for r in fr.ranges.iter_mut() {
+                *r = (r.0.saturating_sub(h), (r.1 + h).min(n));
+            }
+            super::jacobian::merge_ranges(&mut fr.ranges, 0, &mut fr.rows);
+            let (wd, fl) = (
+                &self.weights[cam.start..cam.start + n],
+                &self.flux[cam.start..cam.start + n],
+            );
+            let fc = &mut f[cam.start..cam.start + n];
+            for &(a, b) in &fr.rows {
+                if fr.rowbuf.len() < b - a {
+                    fr.rowbuf.resize(b - a, 0.0);
+                }
+                banded_rows(
+                    &cam.w.data,
+                    &cam.rowdata,
+                    cam.w.ndiag,
+                    ideal,
+                    a,
+                    b,
+                    &mut fr.rowbuf,
+                );
+                for (i, &m) in (a..b).zip(&fr.rowbuf) {
+                    fc[i] = (m - fl[i]) * wd[i];
+                }
+                if keep {
+                    self.start.rows.push((cam.start + a, cam.start + b));
+                    self.start.model.extend_from_slice(&fr.rowbuf[..b - a]);
+                }
+            }
+            // back to all-zero for the next call
+            for &(a, b) in &fr.rows {
+                ideal[a..b].fill(0.0);
+            }
+        }
+        gc.valid = true;
+    }
 }
 
 impl Problem for LineProblem<'_> {
@@ -518,6 +782,29 @@ impl Problem for LineProblem<'_> {
     fn residuals(&mut self, x: &[f64], f: &mut [f64]) {
         let nlf = self.nline_free;
         self.mapping.free_to_full(&x[..nlf], self.full, true);
+        if self.reduced_lsmr && self.patches.is_empty() {
+            let first = std::mem::replace(&mut self.first_call, false);
+            if self.start.is_start(&x[..nlf], first) {
+                if self.start.model_ok {
+                    // f = −flux·w, then (W·Σg − flux)·w on the cached rows
+                    f.copy_from_slice(&self.fast.base);
+                    let mut k = 0;
+                    for &(a, b) in &self.start.rows {
+                        for i in a..b {
+                            f[i] = (self.start.model[k] - self.flux[i]) * self.weights[i];
+                            k += 1;
+                        }
+                    }
+                    self.fast.gauss.valid = false;
+                } else {
+                    self.residuals_support(f, true);
+                    self.start.model_ok = true;
+                }
+                return;
+            }
+            self.residuals_support(f, false);
+            return;
+        }
         if let Err(e) = self.spec.model(self.full, f, self.model_ws) {
             self.error.get_or_insert(e);
             f.iter_mut().for_each(|v| *v = f64::NAN);
@@ -536,12 +823,41 @@ impl Problem for LineProblem<'_> {
     }
 }
 
+impl<'a> LineProblem<'a> {
+    /// The current Jacobian.
+    fn jac(&self) -> std::cell::RefMut<'_, &'a mut EmlineJacobian> {
+        if self.at_start {
+            self.jac0.borrow_mut()
+        } else {
+            self.jac.borrow_mut()
+        }
+    }
+}
+
 impl OperatorJacobian for LineProblem<'_> {
     fn update_jacobian(&mut self, x: &[f64]) {
         let nlf = self.nline_free;
+        self.at_start =
+            self.reduced_lsmr && self.patches.is_empty() && self.start.is_start(&x[..nlf], false);
+        if self.at_start && self.start.jac_ok {
+            self.support.clone_from(&self.start.support);
+            return;
+        }
         self.mapping.free_to_full(&x[..nlf], self.full, true);
-        let jac = self.jac.get_mut();
-        if let Err(e) = jac.evaluate(self.spec, self.mapping, &x[..nlf], self.full, self.weights) {
+        let jac = if self.at_start {
+            self.jac0.get_mut()
+        } else {
+            self.jac.get_mut()
+        };
+        let gauss = (self.reduced_lsmr && self.patches.is_empty()).then_some(&self.fast.gauss);
+        if let Err(e) = jac.evaluate_cached(
+            self.spec,
+            self.mapping,
+            &x[..nlf],
+            self.full,
+            self.weights,
+            gauss,
+        ) {
             self.error.get_or_insert(e);
         }
         self.rscratch.clear();
@@ -550,6 +866,14 @@ impl OperatorJacobian for LineProblem<'_> {
             .extend(self.patches.iter().map(|q| (q.start, q.end)));
         self.support.clear();
         merge_ranges(self.rscratch, 0, self.support);
+        if self.at_start && self.error.is_none() {
+            self.start.support.clone_from(self.support);
+            self.start.jac_ok = true;
+        }
+    }
+
+    fn final_jacobian(&self) -> bool {
+        !self.start.key_ok
     }
 
     fn row_support(&self) -> Option<&[(usize, usize)]> {
@@ -561,7 +885,14 @@ impl OperatorJacobian for LineProblem<'_> {
             return false;
         }
         let n = self.nline_free + 2 * self.patches.len();
-        self.jac.borrow_mut().gram(
+        if self.at_start && self.start.gram_ok.get() {
+            let g = self.start.gram.borrow();
+            if g.len() == n * n {
+                out[..n * n].copy_from_slice(&g);
+                return true;
+            }
+        }
+        self.jac().gram(
             self.spec,
             self.mapping,
             self.extra_cols,
@@ -569,6 +900,12 @@ impl OperatorJacobian for LineProblem<'_> {
             n,
             out,
         );
+        if self.at_start {
+            let mut g = self.start.gram.borrow_mut();
+            g.clear();
+            g.extend_from_slice(&out[..n * n]);
+            self.start.gram_ok.set(true);
+        }
         true
     }
 
@@ -580,8 +917,7 @@ impl OperatorJacobian for LineProblem<'_> {
                 out[a..b].fill(0.0);
             }
         }
-        self.jac
-            .borrow_mut()
+        self.jac()
             .matvec_support(self.spec, self.mapping, &v[..nlf], out);
         let np = self.patches.len();
         for (c, q) in self.patches.iter().enumerate() {
@@ -597,8 +933,7 @@ impl OperatorJacobian for LineProblem<'_> {
 
     fn rmatvec(&self, u: &[f64], out: &mut [f64]) {
         let nlf = self.nline_free;
-        self.jac
-            .borrow_mut()
+        self.jac()
             .rmatvec(self.spec, self.mapping, u, &mut out[..nlf]);
         let np = self.patches.len();
         for (c, q) in self.patches.iter().enumerate() {

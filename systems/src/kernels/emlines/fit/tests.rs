@@ -328,6 +328,13 @@ fn call_fit(call: &Value, npix: usize) -> LineFit {
     }
 }
 
+/// The optimiser workspace as the fastspec pass sets it up (reduced LSMR).
+fn line_fit_workspace() -> OptimizeWorkspace {
+    let mut ws = OptimizeWorkspace::default();
+    ws.set_reduced_lsmr(true);
+    ws
+}
+
 fn close(a: f64, b: f64, rtol: f64, atol: f64) -> bool {
     (a - b).abs() <= atol + rtol * b.abs()
 }
@@ -588,7 +595,7 @@ fn bounds_of(call: &Value) -> Vec<(f64, f64)> {
 #[test]
 fn fits_match_fastspecfit_on_both_targets() {
     let (pt, c) = config();
-    let mut ws = OptimizeWorkspace::default();
+    let mut ws = line_fit_workspace();
     for tid in TARGETS {
         let t = target(&pt, tid);
         let r = t.run(&pt, &c, None, &mut ws);
@@ -745,7 +752,7 @@ fn fits_match_fastspecfit_on_both_targets() {
 #[test]
 fn monte_carlo_refits_match_fastspecfit() {
     let (pt, c) = config();
-    let mut ws = OptimizeWorkspace::default();
+    let mut ws = line_fit_workspace();
     for tid in TARGETS {
         let t = target(&pt, tid);
         let mx = load(&format!("linefit/{tid}-mc.json"));
