@@ -840,6 +840,8 @@ impl OperatorJacobian for LineProblem<'_> {
         self.at_start =
             self.reduced_lsmr && self.patches.is_empty() && self.start.is_start(&x[..nlf], false);
         if self.at_start && self.start.jac_ok {
+            // this fit's mapping still needs J_S at x0 (doublet ratios)
+            self.mapping.update_jacobian(&x[..nlf]);
             self.support.clone_from(&self.start.support);
             return;
         }
