@@ -438,16 +438,6 @@ struct LineWork {
     meas: MeasureWorkspace,
 }
 
-impl LineWork {
-    /// The line fit's workspace: the reduced (Gram-factor) LSMR mode of the
-    /// optimiser (see `emlines::optimize`, "Reduced mode").
-    fn new() -> Self {
-        let mut ws = Self::default();
-        ws.opt.set_reduced_lsmr(true);
-        ws
-    }
-}
-
 /// Fit and measure the lines of one target; fills `sf` (FASTSPEC values, SPECPHOT
 /// spectroscopic scalars, MODELS).
 #[allow(clippy::too_many_arguments)]
@@ -691,7 +681,7 @@ pub fn fit_lines(
         keep_line_fits: false,
     };
     q.par_iter_mut().for_each_init(
-        LineWork::new,
+        LineWork::default,
         |ws, (target, z, phot, prep, lm, mut cont, mut status, mut sf, mut state)| {
             let Some(c) = cont.0.as_mut() else { return };
             if !status.ok() {
