@@ -11,6 +11,7 @@
 
 use super::super::KernelError;
 use super::mapping::ParamsMapping;
+use super::optimize::GaussCache;
 use super::profile::{line_geom, EmlineSpectrum, C_LIGHT, MAX_SDEV, SIGMA_G};
 
 /// FastSpecFit's `max_buffer_width`: a safe bound on the pixels any line
@@ -155,6 +156,21 @@ impl EmlineJacobian {
         params: &[f64],
         weights: &[f64],
     ) -> Result<(), KernelError> {
+        self.evaluate_cached(spec, mapping, free, params, weights, None)
+    }
+
+    /// [`evaluate`](Self::evaluate), taking the profiles' Gaussians from
+    /// `gauss` when it holds them for `params` (bit-identical).
+    pub(crate) fn evaluate_cached(
+        &mut self,
+        spec: &EmlineSpectrum,
+        mapping: &mut ParamsMapping,
+        free: &[f64],
+        params: &[f64],
+        weights: &[f64],
+        gauss: Option<&GaussCache>,
+    ) -> Result<(), KernelError> {
+        let gauss = gauss.filter(|g| g.holds(params));
         let nl = spec.restwave.len();
         if params.len() != 3 * nl
             || weights.len() != spec.npix
@@ -177,7 +193,7 @@ impl EmlineJacobian {
         self.cams
             .resize_with(spec.cameras.len(), CameraJac::default);
         let (amps, vs, sigs) = (&params[..nl], &params[nl..2 * nl], &params[2 * nl..]);
-        for (cam, cj) in spec.cameras.iter().zip(self.cams.iter_mut()) {
+        for (ci, (cam, cj)) in spec.cameras.iter().zip(self.cams.iter_mut()).enumerate() {
             let lw = &cam.logwave;
             let nd = cam.w.ndiag;
             let width = if lw.len() < 2 {
@@ -218,10 +234,16 @@ impl EmlineJacobian {
                 let (head, rest) = cj.vals.split_at_mut(v0);
                 let (vmid, stail) = rest.split_at_mut(s0 - v0);
                 let (ca, cv, cs) = (&mut head[a0..a0 + len], &mut vmid[..len], &mut stail[..len]);
-                // the Gaussians first (libm calls), then a vectorisable pass
-                for (c, &l) in ca.iter_mut().zip(lws) {
-                    let x = l - g.log_center;
-                    *c = (-x * x * inv2).exp();
+                // the Gaussians first (libm calls or the residuals' cache),
+                // then a vectorisable pass
+                match gauss.and_then(|gc| gc.get(ci, j)) {
+                    Some(cached) if cached.len() == len => ca.copy_from_slice(cached),
+                    _ => {
+                        for (c, &l) in ca.iter_mut().zip(lws) {
+                            let x = l - g.log_center;
+                            *c = (-x * x * inv2).exp();
+                        }
+                    }
                 }
                 for k in 0..len {
                     let x = lws[k] - g.log_center;

@@ -303,3 +303,56 @@ pub fn analytic_flux(restwave: f64, amplitude: f64, vshift: f64, sigma_v: f64, z
     let lam = restwave * (1.0 + z + vshift / C_LIGHT);
     (2.0 * std::f64::consts::PI).sqrt() * amplitude * lam * sigma_v / C_LIGHT
 }
+
+/// Rows [a, b) of W·x for a banded W of one camera (`data`: DIA
+/// `[ndiag][n]`, `rowdata`: `[n][ndiag]`), into `out[..b − a]`: each row sums
+/// its band in ascending column order (as [`super::jacobian`]'s `mulWMJ`
+/// port). Interior rows are summed diagonal by diagonal over the whole block
+/// at once (vectorisable), edge rows one at a time.
+pub(crate) fn banded_rows(
+    data: &[f64],
+    rowdata: &[f64],
+    nd: usize,
+    x: &[f64],
+    a: usize,
+    b: usize,
+    out: &mut [f64],
+) {
+    let n = x.len();
+    let h = nd / 2;
+    let out = &mut out[..b - a];
+    // interior rows [ilo, ihi): the whole band lies inside [0, n)
+    let ilo = a.max(h);
+    let ihi = b.min(n.saturating_sub(h));
+    let edge = |i: usize, o: &mut f64| {
+        let kmin = i.saturating_sub(h);
+        let kmax = (i + h).min(n - 1);
+        let rd = &rowdata[i * nd + kmin + h - i..i * nd + kmax + h - i + 1];
+        let mut acc = 0.0;
+        for (q, &v) in rd.iter().zip(&x[kmin..=kmax]) {
+            acc += q * v;
+        }
+        *o = acc;
+    };
+    if ilo < ihi {
+        let cnt = ihi - ilo;
+        let o = &mut out[ilo - a..ihi - a];
+        o.fill(0.0);
+        for idx in 0..nd {
+            let j0 = ilo - h + idx;
+            let d = nd - 1 - idx;
+            let dd = &data[d * n + j0..d * n + j0 + cnt];
+            let xx = &x[j0..j0 + cnt];
+            for t in 0..cnt {
+                o[t] += dd[t] * xx[t];
+            }
+        }
+        for i in (a..ilo).chain(ihi..b) {
+            edge(i, &mut out[i - a]);
+        }
+    } else {
+        for i in a..b {
+            edge(i, &mut out[i - a]);
+        }
+    }
+}

@@ -135,6 +135,9 @@ pub(super) struct Jh<'a, M: Model> {
     pub(super) model: &'a M,
     pub(super) jac: &'a [f64],
     pub(super) d: &'a [f64],
+    /// JᵀJ (n×n, column-major) when the problem provides it: the quadratic
+    /// forms ‖J_h s‖² and (J_h s)·(J_h t) are then O(n²) instead of O(m).
+    pub(super) gram: Option<&'a [f64]>,
 }
 
 impl<M: Model> Jh<'_, M> {
@@ -159,6 +162,21 @@ impl<M: Model> Jh<'_, M> {
         }
         self.model.matvec(self.jac, tmp, out);
     }
+
+    /// (J_h s)·(J_h t) = (d∘s)ᵀ JᵀJ (d∘t) from the Gram matrix (`tmp` of
+    /// length n); `None` without one.
+    pub(super) fn gram_inner(&self, s: &[f64], t: &[f64], tmp: &mut [f64]) -> Option<f64> {
+        let g = self.gram?;
+        let n = self.d.len();
+        for ((o, &ti), &di) in tmp.iter_mut().zip(t).zip(self.d) {
+            *o = ti * di;
+        }
+        let mut acc = 0.0;
+        for i in 0..n {
+            acc += (s[i] * self.d[i]) * dot(&g[i * n..(i + 1) * n], &tmp[..n]);
+        }
+        Some(acc)
+    }
 }
 
 /// Scratch of the quadratic-model helpers: an n-vector and two m-vectors.
@@ -176,8 +194,13 @@ pub(super) fn evaluate_quadratic<M: Model>(
     diag: Option<&[f64]>,
     w: &mut QScratch<'_>,
 ) -> f64 {
-    jh.mul(s, w.n, w.m1);
-    let mut q = dot(w.m1, w.m1);
+    let mut q = match jh.gram_inner(s, s, w.n) {
+        Some(v) => v,
+        None => {
+            jh.mul(s, w.n, w.m1);
+            dot(w.m1, w.m1)
+        }
+    };
     if let Some(dg) = diag {
         q += diag_dot(s, dg, s);
     }
@@ -212,8 +235,14 @@ pub(super) fn build_quadratic_1d<M: Model>(
     s0: Option<&[f64]>,
     w: &mut QScratch<'_>,
 ) -> (f64, f64, f64) {
-    jh.mul(s, w.n, w.m1);
-    let mut a = dot(w.m1, w.m1);
+    let gram = jh.gram.is_some();
+    let mut a = match jh.gram_inner(s, s, w.n) {
+        Some(v) => v,
+        None => {
+            jh.mul(s, w.n, w.m1);
+            dot(w.m1, w.m1)
+        }
+    };
     if let Some(dg) = diag {
         a += diag_dot(s, dg, s);
     }
@@ -221,9 +250,17 @@ pub(super) fn build_quadratic_1d<M: Model>(
     let mut b = dot(g, s);
     let mut c = 0.0;
     if let Some(s0) = s0 {
-        jh.mul(s0, w.n, w.m2);
-        b += dot(w.m2, w.m1);
-        c = 0.5 * dot(w.m2, w.m2) + dot(g, s0);
+        let (cross, sq0) = if gram {
+            (
+                jh.gram_inner(s0, s, w.n).unwrap_or(0.0),
+                jh.gram_inner(s0, s0, w.n).unwrap_or(0.0),
+            )
+        } else {
+            jh.mul(s0, w.n, w.m2);
+            (dot(w.m2, w.m1), dot(w.m2, w.m2))
+        };
+        b += cross;
+        c = 0.5 * sq0 + dot(g, s0);
         if let Some(dg) = diag {
             b += diag_dot(s0, dg, s);
             c += 0.5 * diag_dot(s0, dg, s0);

@@ -126,6 +126,7 @@ pub(super) fn run<M: Model>(
         jac,
         exact,
         sub,
+        gram,
         ..
     } = ws;
     let (f, f_new) = (&mut f[..m], &mut f_new[..m]);
@@ -201,6 +202,8 @@ pub(super) fn run<M: Model>(
     let mut k_sub = 0usize;
     let mut b_s = [[0.0; 2]; 2];
     let mut g_s = [0.0; 2];
+    // the problem supplied JᵀJ at the current point (operator problems, LSMR)
+    let mut has_gram = false;
 
     loop {
         if bounded {
@@ -239,23 +242,24 @@ pub(super) fn run<M: Model>(
                 k_svd = factor(jac, m, n, d, dh, f, exact)?;
             }
             TrSolver::Lsmr(lo) => {
+                has_gram = model.gram(jac, &mut gram[..n * n]);
                 let jh = Jh {
                     model: &*model,
                     jac: &jac[..],
                     d: &d[..],
+                    gram: has_gram.then(|| &gram[..n * n]),
                 };
                 let mut q = QScratch {
                     n: tmp_n2,
                     m1: tmp_m,
                     m2: tmp_m2,
                 };
-                let has_gram = model.gram(jac, &mut sub.gram[..n * n]);
                 let ctx = SubspaceCtx {
                     g_h,
                     diag_h: dh,
                     f,
                     delta,
-                    gram: has_gram,
+                    f_sq: 2.0 * cost,
                 };
                 (k_sub, b_s, g_s) = subspace_model(&jh, &ctx, &lo, ag_h, &mut q, sub);
             }
@@ -293,6 +297,7 @@ pub(super) fn run<M: Model>(
                     model: &*model,
                     jac: &jac[..],
                     d: &d[..],
+                    gram: has_gram.then(|| &gram[..n * n]),
                 };
                 if bounded {
                     for i in 0..n {
@@ -381,6 +386,10 @@ pub(super) fn run<M: Model>(
             x.copy_from_slice(x_new);
             f.copy_from_slice(f_new);
             cost = cost_new;
+            if status.is_some() && !model.final_jacobian() {
+                // the problem does not need J, g and the gtol test at x̂
+                break;
+            }
             model.jacobian(x, f, lb, ub, jac, probe_x, probe_f);
             njev += 1;
             if M::DENSE && !jac[..m * n].iter().all(|v| v.is_finite()) {

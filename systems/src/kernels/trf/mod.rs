@@ -118,10 +118,23 @@ pub trait OperatorJacobian: Problem {
     /// operator: the same LSMR iteration in exact arithmetic (the system is
     /// only rotated), at O(n²) instead of O(m + nnz(J)) per step — but not
     /// the same rounding, and LSMR's early stop on ill-conditioned systems
-    /// amplifies rounding differences (see the `subspace` module).
+    /// amplifies rounding differences (see the `subspace` module). The
+    /// quadratic-model values of the step selection (‖J_h s‖², (J_h s)·(J_h t))
+    /// are then also formed from the Gram matrix, so no product with J
+    /// remains in an iteration except g = Jᵀf at each accepted point.
     fn gram(&self, out: &mut [f64]) -> bool {
         let _ = out;
         false
+    }
+    /// Whether the solver must evaluate J (and g = Jᵀf) at a point accepted
+    /// by the step that also met ftol / xtol (default `true`, as scipy).
+    /// That J only serves the final gtol test, which can turn the status
+    /// into [`TrfStatus::Gtol`], and the summary's `optimality`; a problem
+    /// that needs neither may return `false` to save one Jacobian per fit
+    /// (x̂, cost and nfev are unchanged; `optimality` is then the value
+    /// at the previous point).
+    fn final_jacobian(&self) -> bool {
+        true
     }
 }
 

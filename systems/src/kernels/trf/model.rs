@@ -42,6 +42,10 @@ pub(super) trait Model {
     fn gram(&self, _jac: &[f64], _out: &mut [f64]) -> bool {
         false
     }
+    /// See [`OperatorJacobian::final_jacobian`].
+    fn final_jacobian(&self) -> bool {
+        true
+    }
 }
 
 fn dense_matvec(jac: &[f64], m: usize, v: &[f64], out: &mut [f64]) {
@@ -216,5 +220,9 @@ impl<P: OperatorJacobian> Model for Operator<'_, P> {
 
     fn gram(&self, _jac: &[f64], out: &mut [f64]) -> bool {
         self.0.gram(out)
+    }
+
+    fn final_jacobian(&self) -> bool {
+        self.0.final_jacobian()
     }
 }

@@ -87,15 +87,21 @@ pub(super) fn reduced_model<M: Model>(
 ) -> ([[f64; 2]; 2], [f64; 2]) {
     let n = g_h.len();
     let m = js.len() / 2;
-    for c in 0..k {
-        jh.mul(&s[c * n..(c + 1) * n], w.n, w.m1);
-        js[c * m..(c + 1) * m].copy_from_slice(w.m1);
+    if jh.gram.is_none() {
+        for c in 0..k {
+            jh.mul(&s[c * n..(c + 1) * n], w.n, w.m1);
+            js[c * m..(c + 1) * m].copy_from_slice(w.m1);
+        }
     }
     let mut bmat = [[0.0; 2]; 2];
     let mut gs = [0.0; 2];
     for a in 0..k {
         for b in 0..k {
-            let mut v = dot(&js[a * m..(a + 1) * m], &js[b * m..(b + 1) * m]);
+            let (sa, sb) = (&s[a * n..(a + 1) * n], &s[b * n..(b + 1) * n]);
+            let mut v = match jh.gram_inner(sa, sb, w.n) {
+                Some(v) => v,
+                None => dot(&js[a * m..(a + 1) * m], &js[b * m..(b + 1) * m]),
+            };
             if let Some(dh) = diag_h {
                 let mut acc = 0.0;
                 for i in 0..n {
@@ -286,8 +292,8 @@ pub(super) struct SubspaceCtx<'a> {
     pub(super) f: &'a [f64],
     /// Trust radius at the start of the outer iteration.
     pub(super) delta: f64,
-    /// `sub.gram` holds JᵀJ: run LSMR on the triangular factor.
-    pub(super) gram: bool,
+    /// ‖f‖².
+    pub(super) f_sq: f64,
 }
 
 /// The per-outer-iteration part of `tr_solver='lsmr'`: the regularisation term,
@@ -308,7 +314,7 @@ pub(super) fn subspace_model<M: Model>(
         diag_h,
         f,
         delta,
-        gram,
+        f_sq,
     } = *ctx;
     let n = g_h.len();
     let m = f.len();
@@ -338,10 +344,10 @@ pub(super) fn subspace_model<M: Model>(
         conlim: lo.conlim,
         maxiter: lo.maxiter.unwrap_or(n),
     };
-    let reduced = gram && {
+    let reduced = jh.gram.is_some_and(|gram| {
         let dl = diag_h.map(|_| &sub.delta[..n]);
-        augmented_cholesky(&sub.gram[..n * n], jh.d, dl, g_h, f, &mut sub.gaug)
-    };
+        augmented_cholesky(gram, jh.d, dl, g_h, f_sq, &mut sub.gaug)
+    });
     if reduced {
         let SubspaceScratch {
             u,
@@ -393,6 +399,7 @@ pub(super) fn subspace_model<M: Model>(
                 model: jh.model,
                 jac: jh.jac,
                 d: jh.d,
+                gram: None,
             },
             delta: diag_h.map(|_| &dl[..n]),
             m,
@@ -426,7 +433,7 @@ pub(super) fn subspace_model<M: Model>(
 /// Upper Cholesky factor R (row-major, (n+1)×(n+1), into `out`) of the Gram
 /// matrix of the augmented LSMR system [A | b] with A = [J D; diag(δ)]
 /// (bounded) or A = J D, and b = [f; 0]: AᵀA = D JᵀJ D (+ diag(δ²)),
-/// Aᵀb = g_h = d ∘ Jᵀf, bᵀb = fᵀf. Then [A | b] = Q [R; 0] for an orthogonal
+/// Aᵀb = g_h = d ∘ Jᵀf, bᵀb = fᵀf (`f_sq`). Then [A | b] = Q [R; 0] for an orthogonal
 /// Q, so LSMR on ([R₁₁; 0], [R₁₂; R₂₂]) performs the same iteration as on
 /// (A, b) in exact arithmetic. Returns `false` (the caller falls back to
 /// the operator) if a pivot of A's block is not positive and finite.
@@ -435,7 +442,7 @@ fn augmented_cholesky(
     d: &[f64],
     dl: Option<&[f64]>,
     g_h: &[f64],
-    f: &[f64],
+    f_sq: f64,
     out: &mut [f64],
 ) -> bool {
     let n = d.len();
@@ -449,7 +456,7 @@ fn augmented_cholesky(
         }
         out[i * nn + n] = g_h[i];
     }
-    out[n * nn + n] = dot(f, f);
+    out[n * nn + n] = f_sq;
     for i in 0..nn {
         let mut s = out[i * nn + i];
         for k in 0..i {

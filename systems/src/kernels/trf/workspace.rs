@@ -49,6 +49,8 @@ pub struct TrfWorkspace {
     pub(super) jac_valid: bool,
     pub(super) exact: ExactScratch,
     pub(super) sub: SubspaceScratch,
+    /// JᵀJ of the operator (n×n, column-major), when the problem provides it.
+    pub(super) gram: Vec<f64>,
 }
 
 /// Scratch of the exact (SVD) sub-problem solver.
@@ -84,8 +86,6 @@ pub(super) struct SubspaceScratch {
     pub(super) js: Vec<f64>,   // m×2
     /// Row support of the LSMR system (J's rows, then the δ rows).
     pub(super) support: Vec<(usize, usize)>,
-    /// JᵀJ of the operator (n×n), when the problem provides it.
-    pub(super) gram: Vec<f64>,
     /// Augmented Gram matrix / its Cholesky factor, (n+1)×(n+1) row-major.
     pub(super) gaug: Vec<f64>,
     pub(super) evd_mem: Option<MemBuffer>,
@@ -193,7 +193,7 @@ impl TrfWorkspace {
         }
         s.smat.resize(2 * n, 0.0);
         s.js.resize(2 * m, 0.0);
-        s.gram.resize(n * n, 0.0);
+        self.gram.resize(n * n, 0.0);
         s.gaug.resize((n + 1) * (n + 1), 0.0);
         if s.evd_mem.is_none() {
             let req = evd_scratch::<f64>(

@@ -14,10 +14,14 @@ use super::super::table::{
 };
 use super::*;
 
-/// MC refits: amplitude and v/σ tolerances. Measured worst differences on
-/// the stored realisations: 6.3e-2 / 8.9 km/s (loose ftol 1e-3, started from
-/// this port's own preferred values; the spec's 0.5% / 1 km/s is NOT met —
-/// the optimiser path differs from scipy's, see the module report).
+/// MC refits: amplitude and v/σ tolerance floors (each comparison also
+/// allows twice FastSpecFit's own one-float32-ulp envelope of the refit and
+/// of the preferred fit it starts from, see [`Envelope`]). Measured worst
+/// differences on the stored realisations (refits in the optimiser's
+/// reduced mode, as `emline_specfit` runs them): 3.4e-2 / 8.9 km/s; with
+/// the operator LSMR before: 6.3e-2 / 8.9 km/s (loose ftol 1e-3, started
+/// from this port's own preferred values; the spec's 0.5% / 1 km/s is NOT
+/// met — the optimiser path differs from scipy's, see the module report).
 const MC_RTOL_AMP: f64 = 8e-2;
 const MC_ATOL_KIN: f64 = 10.0;
 
@@ -328,13 +332,46 @@ fn call_fit(call: &Value, npix: usize) -> LineFit {
     }
 }
 
+/// The optimiser workspace as the fastspec pass sets it up (operator LSMR
+/// for the main fits; `emline_specfit` switches the MC refits to the
+/// reduced mode itself).
+fn line_fit_workspace() -> OptimizeWorkspace {
+    OptimizeWorkspace::default()
+}
+
 fn close(a: f64, b: f64, rtol: f64, atol: f64) -> bool {
     (a - b).abs() <= atol + rtol * b.abs()
 }
 
+/// FastSpecFit's reproducibility envelope of one `linefit` call at the
+/// input's precision (`gen_linefit_envelope.py`): the largest change of each
+/// value / obsamp / χ² over 8 refits of the flux multiplied by
+/// (1 + 2⁻²⁴·N(0,1)), i.e. about one float32 ulp of the DESI spectra.
+struct Envelope {
+    values: Vec<f64>,
+    obsamps: Vec<f64>,
+    chi2: f64,
+}
+
+impl Envelope {
+    /// Envelope of `rec` after checking that it was recorded for the fit
+    /// `call` (same FastSpecFit values).
+    fn of(rec: &Value, call: &Value) -> Self {
+        for (a, b) in f64s(&rec["values"]).iter().zip(f64s(&call["values"])) {
+            assert!(close(*a, b, 1e-9, 1e-12), "envelope of another fit");
+        }
+        Self {
+            values: f64s(&rec["d_values"]),
+            obsamps: f64s(&rec["d_obsamps"]),
+            chi2: num(&rec["d_chi2"]),
+        }
+    }
+}
+
 /// Amplitude slots within `rtol_amp`, v and σ within `atol_kin` km/s, for
 /// `lines` — or within twice FastSpecFit's own change of that value when its
-/// input is perturbed by 1e-10 (`pert`), whichever is larger. Returns the
+/// input is perturbed by 1e-10 (`pert`) or by one float32 ulp (`env`,
+/// largest change over 8 perturbations), whichever is larger. Returns the
 /// worst (relative amplitude, kinematic) differences.
 #[allow(clippy::too_many_arguments)]
 fn compare_values(
@@ -343,6 +380,7 @@ fn compare_values(
     got: &[f64],
     want: &[f64],
     pert: &[f64],
+    env: &[f64],
     rtol_amp: f64,
     atol_kin: f64,
     what: &str,
@@ -352,36 +390,46 @@ fn compare_values(
         let pa = pt.param_index(l, ParamType::Amplitude);
         let d = (got[pa] - want[pa]).abs();
         wa = wa.max(d / want[pa].abs().max(1e-300));
-        let tol = (rtol_amp * want[pa].abs()).max(2.0 * (pert[pa] - want[pa]).abs());
+        let tol = (rtol_amp * want[pa].abs())
+            .max(2.0 * (pert[pa] - want[pa]).abs())
+            .max(2.0 * env[pa]);
         assert!(
             d <= tol,
-            "{what}: {} amplitude {} vs {} (FastSpecFit perturbed: {})",
+            "{what}: {} amplitude {} vs {} (FastSpecFit perturbed: {}, ulp envelope {})",
             pt.param_names[pa],
             got[pa],
             want[pa],
-            pert[pa]
+            pert[pa],
+            env[pa]
         );
         for k in [ParamType::Vshift, ParamType::Sigma] {
             let p = pt.param_index(l, k);
             let d = (got[p] - want[p]).abs();
             wk = wk.max(d);
-            let tol = atol_kin.max(2.0 * (pert[p] - want[p]).abs());
+            let tol = atol_kin
+                .max(2.0 * (pert[p] - want[p]).abs())
+                .max(2.0 * env[p]);
             assert!(
                 d <= tol,
-                "{what}: {} {} vs {} (FastSpecFit perturbed: {})",
+                "{what}: {} {} vs {} (FastSpecFit perturbed: {}, ulp envelope {})",
                 pt.param_names[p],
                 got[p],
                 want[p],
-                pert[p]
+                pert[p],
+                env[p]
             );
         }
     }
     (wa, wk)
 }
 
-/// |a − b| within `rtol`·|b| or twice FastSpecFit's own perturbation spread.
-fn close_or_spread(a: f64, b: f64, b_pert: f64, rtol: f64) -> bool {
-    (a - b).abs() <= (rtol * b.abs()).max(2.0 * (b_pert - b).abs())
+/// |a − b| within `rtol`·|b`, twice FastSpecFit's own change under a 1e-10
+/// perturbation (`b_pert`) or twice its one-ulp envelope `env`.
+fn close_or_spread(a: f64, b: f64, b_pert: f64, env: f64, rtol: f64) -> bool {
+    (a - b).abs()
+        <= (rtol * b.abs())
+            .max(2.0 * (b_pert - b).abs())
+            .max(2.0 * env)
 }
 
 #[test]
@@ -588,7 +636,7 @@ fn bounds_of(call: &Value) -> Vec<(f64, f64)> {
 #[test]
 fn fits_match_fastspecfit_on_both_targets() {
     let (pt, c) = config();
-    let mut ws = OptimizeWorkspace::default();
+    let mut ws = line_fit_workspace();
     for tid in TARGETS {
         let t = target(&pt, tid);
         let r = t.run(&pt, &c, None, &mut ws);
@@ -599,12 +647,17 @@ fn fits_match_fastspecfit_on_both_targets() {
 
         // narrow-only fit
         let nb = &calls[0];
+        let envx = load(&format!("linefit/{tid}-envelope.json"));
+        let envs = envx["calls"].as_array().expect("envelope calls");
+        assert_eq!(envs.len(), calls.len());
+        let env_nb = Envelope::of(&envs[0], nb);
         let (wa, wk) = compare_values(
             &pt,
             &good,
             &r.nobroad.values,
             &f64s(&nb["values"]),
             &f64s(&nb["perturbed"]["values"]),
+            &env_nb.values,
             5e-3,
             1.0,
             "narrow-only",
@@ -617,6 +670,7 @@ fn fits_match_fastspecfit_on_both_targets() {
             r.nobroad.chi2,
             num(&nb["chi2"]),
             num(&nb["perturbed"]["chi2"]),
+            env_nb.chi2,
             1e-4
         ));
         assert_eq!(r.nobroad.nfree as u64, nb["nfree"].as_u64().expect("n"));
@@ -662,7 +716,7 @@ fn fits_match_fastspecfit_on_both_targets() {
             // 2e-3: this port's optimiser path differs from scipy's by ~1e-5 in
             // the broad fit's χ², ~4x FastSpecFit's own change for a 1e-10
             // perturbation of its input (the broad fit is ill-conditioned)
-            assert!(close_or_spread(got.delta_linechi2, w, pert, 2e-3));
+            assert!(close_or_spread(got.delta_linechi2, w, pert, 0.0, 2e-3));
         }
         assert_eq!(r.delta_linendof, num(&delta["DELTA_LINENDOF"]) as i64);
 
@@ -693,7 +747,7 @@ fn fits_match_fastspecfit_on_both_targets() {
         // 2e-2: the relaxed fit stops (ftol 1e-5 on a cost of ~6000) ~0.3 in
         // χ² from FastSpecFit's stopping point, ~7x FastSpecFit's own change
         // for a 1e-10 perturbation of its input
-        assert!(close_or_spread(r.delta_kinechi2, dk, dk_pert, 2e-2));
+        assert!(close_or_spread(r.delta_kinechi2, dk, dk_pert, 0.0, 2e-2));
         let last = calls.last().expect("call");
         assert_eq!(
             r.final_pass_run,
@@ -706,14 +760,28 @@ fn fits_match_fastspecfit_on_both_targets() {
             r.fit.chi2, r.fit.nfev, last["nfev"]
         );
         let pert = num(&last["perturbed"]["chi2"]);
-        assert!(close_or_spread(r.fit.chi2, num(&last["chi2"]), pert, 1e-4));
-        assert!(close_or_spread(r.fit.chi2, want_rchi2, pert, 1e-4));
+        let env_last = Envelope::of(&envs[calls.len() - 1], last);
+        assert!(close_or_spread(
+            r.fit.chi2,
+            num(&last["chi2"]),
+            pert,
+            env_last.chi2,
+            1e-4
+        ));
+        assert!(close_or_spread(
+            r.fit.chi2,
+            want_rchi2,
+            pert,
+            env_last.chi2,
+            1e-4
+        ));
         let (wa, wk) = compare_values(
             &pt,
             &good,
             &r.fit.values,
             &f64s(&last["values"]),
             &f64s(&last["perturbed"]["values"]),
+            &env_last.values,
             PREF_RTOL_AMP,
             PREF_ATOL_KIN,
             "preferred",
@@ -721,7 +789,13 @@ fn fits_match_fastspecfit_on_both_targets() {
         println!("{tid} preferred: worst amp {wa:.2e}, kin {wk:.3} km/s");
         let (ow, op) = (f64s(&last["obsamps"]), f64s(&last["perturbed"]["obsamps"]));
         for &l in &good {
-            assert!(close_or_spread(r.fit.obsamps[l], ow[l], op[l], 5e-3));
+            assert!(close_or_spread(
+                r.fit.obsamps[l],
+                ow[l],
+                op[l],
+                env_last.obsamps[l],
+                5e-3
+            ));
         }
         // model and residual spectrum
         let want_model = call_fit(last, t.wave.len()).model;
@@ -745,10 +819,28 @@ fn fits_match_fastspecfit_on_both_targets() {
 #[test]
 fn monte_carlo_refits_match_fastspecfit() {
     let (pt, c) = config();
-    let mut ws = OptimizeWorkspace::default();
+    let mut ws = line_fit_workspace();
     for tid in TARGETS {
         let t = target(&pt, tid);
         let mx = load(&format!("linefit/{tid}-mc.json"));
+        let envx = load(&format!("linefit/{tid}-envelope.json"));
+        let envs = envx["mc"].as_array().expect("envelope MC calls");
+        // the refits start from this port's preferred values, which agree
+        // with FastSpecFit's within the preferred fit's envelope: FastSpecFit's
+        // preferred fit = the main call whose values are the refits' start
+        let start = f64s(&mx["calls"][0]["init"]);
+        let pref_env = envx["calls"]
+            .as_array()
+            .expect("envelope calls")
+            .iter()
+            .find(|e| {
+                f64s(&e["values"])
+                    .iter()
+                    .zip(&start)
+                    .all(|(a, b)| close(*a, *b, 1e-9, 1e-12))
+            })
+            .map(|e| f64s(&e["d_values"]))
+            .expect("the preferred fit's envelope");
         let rows: Vec<Vec<f64>> = mx["emlineflux_mc"]
             .as_array()
             .expect("rows")
@@ -782,12 +874,17 @@ fn monte_carlo_refits_match_fastspecfit() {
             for (a, b) in m.emlineflux.iter().zip(&rows[k]) {
                 assert!(close(*a, *b, 1e-12, 1e-12));
             }
+            let mut env = Envelope::of(&envs[k], call);
+            for (e, &p) in env.values.iter_mut().zip(&pref_env) {
+                *e = e.max(p);
+            }
             let (wa, wk) = compare_values(
                 &pt,
                 &good,
                 &m.values,
                 &f64s(&call["values"]),
                 &f64s(&call["perturbed"]["values"]),
+                &env.values,
                 MC_RTOL_AMP,
                 MC_ATOL_KIN,
                 &format!("{tid} MC {k}"),
@@ -795,7 +892,13 @@ fn monte_carlo_refits_match_fastspecfit() {
             println!("{tid} MC {k}: worst amp {wa:.2e}, kin {wk:.3} km/s");
             let (ow, op) = (f64s(&call["obsamps"]), f64s(&call["perturbed"]["obsamps"]));
             for &l in &good {
-                assert!(close_or_spread(m.obsamps[l], ow[l], op[l], MC_RTOL_AMP));
+                assert!(close_or_spread(
+                    m.obsamps[l],
+                    ow[l],
+                    op[l],
+                    env.obsamps[l],
+                    MC_RTOL_AMP
+                ));
             }
             for i in 0..npix {
                 assert_eq!(
@@ -940,4 +1043,81 @@ fn dump_results() {
     }
     let path = std::env::var("FSF_DUMP").unwrap_or_else(|_| "/tmp/fsf_dump.txt".into());
     std::fs::write(path, s).expect("write dump");
+}
+
+/// Diagnostic: the MC refits' sensitivity — operator LSMR vs itself with
+/// the flux perturbed by 1e-12 relative, vs the reduced mode, vs
+/// FastSpecFit (`--ignored --nocapture`).
+#[test]
+#[ignore = "diagnostic printout"]
+fn mc_sensitivity() {
+    let (pt, c) = config();
+    for tid in TARGETS {
+        let t = target(&pt, tid);
+        let mx = load(&format!("linefit/{tid}-mc.json"));
+        let rows: Vec<Vec<f64>> = mx["emlineflux_mc"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(f64s)
+            .collect();
+        let mk = |eps: f64| -> Vec<f64> {
+            let mut state = 12345u64;
+            rows.iter()
+                .flat_map(|r| {
+                    r.iter()
+                        .zip(&t.contsum)
+                        .map(|(e, c)| e + c)
+                        .collect::<Vec<_>>()
+                })
+                .map(|v| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let u = (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+                    v * (1.0 + eps * u)
+                })
+                .collect()
+        };
+        let (sf, sfp) = (
+            mk(0.0),
+            mk(std::env::var("FSF_EPS").map_or(1e-12, |v| v.parse().unwrap())),
+        );
+        let good = t.well_measured(&pt);
+        let run = |reduced: bool, s: &[f64]| {
+            let mut ws = OptimizeWorkspace::default();
+            ws.set_reduced_lsmr(reduced);
+            t.run(
+                &pt,
+                &c,
+                Some(MonteCarloInput {
+                    specflux: s,
+                    continuum: None,
+                }),
+                &mut ws,
+            )
+        };
+        let full = run(false, &sf);
+        let fullp = run(false, &sfp);
+        let red = run(true, &sf);
+        let calls = mx["calls"].as_array().expect("calls");
+        for k in 0..full.mc.len() {
+            let want = f64s(&calls[k]["values"]);
+            let diff = |a: &[f64], b: &[f64]| {
+                good.iter()
+                    .map(|&l| {
+                        let p = pt.param_index(l, ParamType::Amplitude);
+                        ((a[p] - b[p]).abs() / b[p].abs(), pt.param_names[p].clone())
+                    })
+                    .fold((0.0, String::new()), |m, v| if v.0 > m.0 { v } else { m })
+            };
+            println!(
+                "{tid} MC {k}: full-vs-fsf {:?} fullpert-vs-full {:?} reduced-vs-full {:?} reduced-vs-fsf {:?}",
+                diff(&full.mc[k].values, &want),
+                diff(&fullp.mc[k].values, &full.mc[k].values),
+                diff(&red.mc[k].values, &full.mc[k].values),
+                diff(&red.mc[k].values, &want)
+            );
+        }
+    }
 }
