@@ -59,7 +59,7 @@ use crate::kernels::filters::FilterCurve;
 use crate::kernels::igm::Inoue14;
 use crate::kernels::stats::{median, TINY};
 use crate::kernels::synthphot::{photflam_factor, FilterPre};
-use crate::kernels::trf::{least_squares_fd, Problem, TrSolver, TrfOptions, TrfWorkspace, XScale};
+use crate::kernels::trf::{least_squares_dense, Problem, TrSolver, TrfOptions, TrfWorkspace, XScale};
 use crate::kernels::vdisp::{convolve_direct_rows, PreCache, VdispGrid, VdispWorkspace};
 use crate::kernels::KernelError;
 
@@ -586,7 +586,7 @@ pub fn fit_fastspec(
              -> Result<Vec<f64>, KernelError> {
                 prob.set_data(flux)?;
                 let mut x = start.to_vec();
-                least_squares_fd(prob, &mut x, &lb, &ub, &opts, &mut tws)?;
+                least_squares_dense(prob, &mut x, &lb, &ub, &opts, &mut tws)?;
                 if let Some(e) = prob.error.take() {
                     return Err(e);
                 }

@@ -30,10 +30,17 @@
     clippy::needless_range_loop,
     reason = "index loops over several same-length vectors in the numeric kernels"
 )]
-use super::specmodel::{attenuation_into, SpecOperator};
-use crate::kernels::trf::Problem;
+use std::sync::Arc;
+
+use realfft::num_complex::Complex;
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use wide::f64x4;
+
+use super::specmodel::{attenuation_into, BandRows, SpecOperator};
+use crate::kernels::trf::{DenseJacobian, MatMut, Problem};
 use crate::kernels::vdisp::{
-    convolve_direct, convolve_from_pre, PreCache, VdispGrid, VdispWorkspace,
+    convolve_direct, convolve_from_pre, gaussian_kernel, gaussian_radius, next_fast_len_real,
+    PreCache, VdispGrid, VdispWorkspace,
 };
 use crate::kernels::KernelError;
 
@@ -130,29 +137,13 @@ pub fn vdisp_from_mstar(
     Some((k.clamp(bounds.0, bounds.1), logm))
 }
 
-/// One cached (σ, τ) evaluation of the design columns.
-#[derive(Debug, Clone, Default)]
-struct PSlot {
-    key: Option<(f64, f64)>,
-    /// P_t on the active rows, `[nt][nact]`.
-    p: Vec<f64>,
-}
-
-/// One cached σ convolution of the templates (full rows `[nt][nwave]`).
-#[derive(Debug, Clone, Default)]
-struct ConvSlot {
-    sigma: Option<f64>,
-    flux: Vec<f64>,
-}
-
 /// Inputs of the σ fit that stay fixed across its Monte Carlo refits.
 pub struct VdispModel<'a> {
     /// Spectral operator of the target.
     pub op: &'a SpecOperator,
-    /// FFT pre-cache of the kept line-free templates.
+    /// FFT pre-cache of the kept line-free templates (used by [`VdispProblem::full_model`]).
     pub pre: PreCache<'a>,
-    /// Line-free kept templates (un-convolved), `[nt][nwave]` (direct convolution above
-    /// 500 km/s).
+    /// Line-free kept templates (un-convolved), `[nt][nwave]`.
     pub flux_nolines: &'a [f64],
     /// Convolution grid of the templates.
     pub grid: VdispGrid,
@@ -164,33 +155,260 @@ pub struct VdispModel<'a> {
     pub istd: &'a [f64],
 }
 
-/// The TRF residual function of the σ fit (see the module docs); implements
-/// [`Problem`]. Set `specflux` before each fit.
+/// The truncated, normalised discrete Gaussian of one σ and its σ-derivative.
+#[derive(Debug, Clone, Default)]
+struct Kernel {
+    /// σ (km/s) the kernel was built for.
+    sigma: Option<f64>,
+    /// g_k, k = −r..r (index k + r).
+    g: Vec<f64>,
+    /// ∂g_k/∂σ (km/s)⁻¹ at fixed radius.
+    dg: Vec<f64>,
+}
+
+impl Kernel {
+    fn radius(&self) -> usize {
+        self.g.len() / 2
+    }
+
+    /// Build g (exactly as [`crate::kernels::vdisp::gaussian_kernel`]) and ∂g/∂σ:
+    /// with s = σ/pixkms and m₂ = Σ_j g_j j², ∂g_k/∂σ = g_k (k² − m₂) / (s³·pixkms).
+    fn set(&mut self, grid: &VdispGrid, sigma: f64) -> Result<(), KernelError> {
+        if sigma.is_nan() || sigma == f64::INFINITY {
+            return Err(KernelError::Domain(format!(
+                "velocity dispersion {sigma} km/s"
+            )));
+        }
+        let s = if sigma > 0.0 { sigma / grid.pixkms } else { 0.0 };
+        let r = gaussian_radius(s);
+        self.g.resize(2 * r + 1, 0.0);
+        self.dg.resize(2 * r + 1, 0.0);
+        if r == 0 {
+            self.g[0] = 1.0;
+            self.dg[0] = 0.0;
+        } else {
+            gaussian_kernel(s, &mut self.g)?;
+            let m2: f64 = self
+                .g
+                .iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    let k = i as f64 - r as f64;
+                    g * k * k
+                })
+                .sum();
+            let scale = 1.0 / (s * s * s * grid.pixkms);
+            for (i, (d, g)) in self.dg.iter_mut().zip(&self.g).enumerate() {
+                let k = i as f64 - r as f64;
+                *d = g * (k * k - m2) * scale;
+            }
+        }
+        self.sigma = Some(sigma);
+        Ok(())
+    }
+}
+
+struct Plans {
+    r2c: Arc<dyn RealToComplex<f64>>,
+    c2r: Arc<dyn ComplexToReal<f64>>,
+}
+
+/// FFT convolution of the template window read by the active rows.
+///
+/// Window `[wlo, whi)` of the template grid; its convolved part `[cl, ch)` = window ∩
+/// segment `[lo, hi)` (pixels outside the segment are copies, as in
+/// [`crate::kernels::vdisp`]); the FFT input is the segment part `[a, b)` within `radius`
+/// of `[cl, ch)`, zero-padded to `len` ≥ (b − a) + radius, so the circular convolution
+/// with a centred kernel of radius ≤ `radius` equals the zero-padded "same" convolution on
+/// `[cl, ch)`.
+struct WindowConv {
+    wlo: usize,
+    whi: usize,
+    cl: usize,
+    ch: usize,
+    a: usize,
+    b: usize,
+    radius: usize,
+    len: usize,
+    plans: Option<Plans>,
+    real: Vec<f64>,
+    spec: Vec<Complex<f64>>,
+    scratch: Vec<Complex<f64>>,
+    /// Template spectra `[nt][len/2 + 1]`.
+    ft: Vec<Complex<f64>>,
+    /// Real transform of the centred kernel (and of its σ-derivative).
+    kft: Vec<f64>,
+    dkft: Vec<f64>,
+    /// σ of `kft`, `dkft`.
+    kft_sigma: Option<f64>,
+    dkft_sigma: Option<f64>,
+}
+
+fn fft_err(e: realfft::FftError) -> KernelError {
+    KernelError::Shape(format!("FFT: {e}"))
+}
+
+impl WindowConv {
+    fn new(
+        flux: &[f64],
+        nt: usize,
+        nwave: usize,
+        grid: &VdispGrid,
+        window: (usize, usize),
+        radius: usize,
+    ) -> Result<Self, KernelError> {
+        let (wlo, whi) = window;
+        let cl = wlo.max(grid.lo);
+        let ch = whi.min(grid.hi).max(cl);
+        let (a, b) = if ch > cl {
+            (cl.saturating_sub(radius).max(grid.lo), (ch + radius).min(grid.hi))
+        } else {
+            (cl, cl)
+        };
+        let mut w = WindowConv {
+            wlo,
+            whi,
+            cl,
+            ch,
+            a,
+            b,
+            radius,
+            len: 0,
+            plans: None,
+            real: vec![],
+            spec: vec![],
+            scratch: vec![],
+            ft: vec![],
+            kft: vec![],
+            dkft: vec![],
+            kft_sigma: None,
+            dkft_sigma: None,
+        };
+        if ch > cl {
+            let len = next_fast_len_real(b - a + radius);
+            let mut planner = RealFftPlanner::<f64>::new();
+            let plans = Plans {
+                r2c: planner.plan_fft_forward(len),
+                c2r: planner.plan_fft_inverse(len),
+            };
+            let nf = len / 2 + 1;
+            w.len = len;
+            w.real = vec![0.0; len];
+            w.spec = vec![Complex::default(); nf];
+            w.scratch = vec![
+                Complex::default();
+                plans.r2c.get_scratch_len().max(plans.c2r.get_scratch_len())
+            ];
+            w.ft = vec![Complex::default(); nt * nf];
+            w.kft = vec![0.0; nf];
+            w.dkft = vec![0.0; nf];
+            for t in 0..nt {
+                w.real.fill(0.0);
+                w.real[..b - a].copy_from_slice(&flux[t * nwave + a..t * nwave + b]);
+                plans
+                    .r2c
+                    .process_with_scratch(&mut w.real, &mut w.spec, &mut w.scratch)
+                    .map_err(fft_err)?;
+                w.ft[t * nf..(t + 1) * nf].copy_from_slice(&w.spec);
+            }
+            w.plans = Some(plans);
+        }
+        Ok(w)
+    }
+
+    fn nf(&self) -> usize {
+        self.spec.len()
+    }
+
+    /// Real transform of the centred kernel `g` (radius ≤ `self.radius`) into `out`.
+    fn kernel_ft(&mut self, g: &[f64], deriv: bool) -> Result<(), KernelError> {
+        let Some(plans) = self.plans.as_ref() else {
+            return Ok(());
+        };
+        let r = g.len() / 2;
+        let l = self.len;
+        self.real.fill(0.0);
+        self.real[0] = g[r];
+        for k in 1..=r {
+            self.real[k] = g[r + k];
+            self.real[l - k] = g[r - k];
+        }
+        plans
+            .r2c
+            .process_with_scratch(&mut self.real, &mut self.spec, &mut self.scratch)
+            .map_err(fft_err)?;
+        // the transform of a real even sequence is real; its imaginary parts are roundoff
+        let norm = 1.0 / l as f64;
+        let out = if deriv { &mut self.dkft } else { &mut self.kft };
+        for (o, s) in out.iter_mut().zip(&self.spec) {
+            *o = s.re * norm;
+        }
+        Ok(())
+    }
+
+    /// Inverse transform of `self.spec` into `out[cl − wlo .. ch − wlo]`.
+    fn inverse_into(&mut self, out: &mut [f64]) -> Result<(), KernelError> {
+        let Some(plans) = self.plans.as_ref() else {
+            return Ok(());
+        };
+        let nf = self.spec.len();
+        self.spec[0].im = 0.0;
+        if self.len % 2 == 0 {
+            self.spec[nf - 1].im = 0.0;
+        }
+        plans
+            .c2r
+            .process_with_scratch(&mut self.spec, &mut self.real, &mut self.scratch)
+            .map_err(fft_err)?;
+        let (o0, i0, n) = (self.cl - self.wlo, self.cl - self.a, self.ch - self.cl);
+        out[o0..o0 + n].copy_from_slice(&self.real[i0..i0 + n]);
+        Ok(())
+    }
+}
+
+/// The TRF residual function of the σ fit with its analytic Jacobian (see the module
+/// docs); implements [`Problem`] and [`DenseJacobian`]. Set the data with
+/// [`VdispProblem::set_data`] before each fit.
 pub struct VdispProblem<'a> {
     m: VdispModel<'a>,
     nt: usize,
     nwave: usize,
     act: Vec<usize>,
+    /// √ivar·fitmask on the active rows.
+    istd: Vec<f64>,
     /// −√ivar·specflux on the active rows.
     nb: Vec<f64>,
-    conv: [ConvSlot; 2],
-    slots: [PSlot; 2],
-    atten: Vec<f64>,
-    yz: Vec<f64>,
+    win: WindowConv,
+    kern: Kernel,
+    /// σ of `conv`.
+    conv_sigma: Option<f64>,
+    /// conv_σ(F_t) on the window, `[nt][whi − wlo]`.
+    conv: Vec<f64>,
+    /// τ of `az`.
+    az_tau: Option<f64>,
+    /// A(τ)·Z on the window.
+    az: Vec<f64>,
+    /// Coefficients of `ycomb`.
+    ycomb_c: Vec<f64>,
+    ycomb_valid: bool,
+    /// Σ_t c_t conv_σ(F_t) on the window.
     ycomb: Vec<f64>,
-    /// Template range `[wlo, whi)` the active rows read.
-    wlo: usize,
-    whi: usize,
-    /// (σ, τ) of the last few residual calls (finite-difference probe detection).
-    history: [Option<(f64, f64)>; 4],
+    /// Full-grid scratch (only the window is written).
+    yz: Vec<f64>,
+    /// ∂_σ conv_σ(Σ c F) on the window.
+    dconv: Vec<f64>,
+    /// Interleaved Jacobian sources `[whi − wlo][ncol]`.
+    vmat: Vec<f64>,
+    ncol: usize,
+    /// Jacobian accumulator `[nact][ncol]`.
+    jrows: Vec<f64>,
     vws: VdispWorkspace,
-    unit: Vec<f64>,
-    /// First error met inside `residuals` (reported after the fit).
+    /// First error met inside `residuals` / `jacobian` (reported after the fit).
     pub error: Option<KernelError>,
-    /// Diagnostics: design-column fills and template convolutions so far.
-    pub n_pfill: usize,
-    /// See `n_pfill`.
+    /// Diagnostics: per-σ template convolutions (each nT inverse FFTs) so far.
     pub n_conv: usize,
+    /// Diagnostics: analytic Jacobians so far.
+    pub n_jac: usize,
 }
 
 impl<'a> VdispProblem<'a> {
@@ -204,6 +422,8 @@ impl<'a> VdispProblem<'a> {
         if m.zfactors.len() != nwave
             || m.flux_nolines.len() != nt * nwave
             || m.istd.len() != m.op.npix
+            || m.grid.lo > m.grid.hi
+            || m.grid.hi > nwave
         {
             return Err(KernelError::Shape("vdisp problem: lengths".into()));
         }
@@ -214,26 +434,40 @@ impl<'a> VdispProblem<'a> {
             .iter()
             .map(|&i| rows.start[i] + rows.off[i + 1] - rows.off[i])
             .max()
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .max(wlo);
+        if whi > nwave {
+            return Err(KernelError::Shape("vdisp problem: operator range".into()));
+        }
+        let radius = crate::kernels::vdisp::pre_max_radius(m.grid.pixkms);
+        let win = WindowConv::new(m.flux_nolines, nt, nwave, &m.grid, (wlo, whi), radius)?;
+        let nw = whi - wlo;
+        let ncol = (nt + 2).div_ceil(4) * 4;
         let vws = VdispWorkspace::new(m.pre.fft_len, m.pre.max_radius);
         Ok(VdispProblem {
             nt,
             nwave,
+            istd: act.iter().map(|&i| m.istd[i]).collect(),
             nb: vec![0.0; act.len()],
+            jrows: vec![0.0; act.len() * ncol],
             act,
-            conv: Default::default(),
-            slots: Default::default(),
-            atten: vec![0.0; nwave],
+            win,
+            kern: Kernel::default(),
+            conv_sigma: None,
+            conv: vec![0.0; nt * nw],
+            az_tau: None,
+            az: vec![0.0; nw],
+            ycomb_c: vec![0.0; nt],
+            ycomb_valid: false,
+            ycomb: vec![0.0; nw],
             yz: vec![0.0; nwave],
-            ycomb: vec![0.0; nwave],
-            wlo,
-            whi,
-            history: [None; 4],
+            dconv: vec![0.0; nw],
+            vmat: vec![0.0; nw * ncol],
+            ncol,
             vws,
-            unit: vec![0.0; nt],
             error: None,
-            n_pfill: 0,
             n_conv: 0,
+            n_jac: 0,
             m,
         })
     }
@@ -246,9 +480,8 @@ impl<'a> VdispProblem<'a> {
         if specflux.len() != self.m.op.npix {
             return Err(KernelError::Shape("vdisp problem: spectrum length".into()));
         }
-        self.history = [None; 4];
-        for (o, &i) in self.nb.iter_mut().zip(&self.act) {
-            *o = -self.m.istd[i] * specflux[i];
+        for ((o, &i), &w) in self.nb.iter_mut().zip(&self.act).zip(&self.istd) {
+            *o = -w * specflux[i];
             if !o.is_finite() {
                 return Err(KernelError::NonFinite(
                     "non-finite values in the spectroscopic fit vector".into(),
@@ -263,76 +496,168 @@ impl<'a> VdispProblem<'a> {
         self.nt
     }
 
-    /// Convolve every template by σ into a conv slot; returns the slot index.
-    fn conv_slot(&mut self, sigma: f64) -> Result<usize, KernelError> {
-        if let Some(k) = (0..2).find(|&k| self.conv[k].sigma == Some(sigma)) {
-            return Ok(k);
+    /// Make `conv` hold conv_σ(F_t) on the window.
+    fn ensure_conv(&mut self, sigma: f64) -> Result<(), KernelError> {
+        if self.conv_sigma == Some(sigma) {
+            return Ok(());
         }
-        // replace the slot not holding the most recent σ (slot 0 is the most recent)
-        self.conv.swap(0, 1);
-        let nw = self.nwave;
-        let nt = self.nt;
-        let slot = &mut self.conv[0];
-        slot.flux.resize(nt * nw, 0.0);
-        slot.sigma = None;
-        for t in 0..nt {
-            let out = &mut slot.flux[t * nw..(t + 1) * nw];
-            if sigma > crate::kernels::vdisp::MAX_PRE_VDISP_KMS {
-                convolve_direct(
-                    &self.m.flux_nolines[t * nw..(t + 1) * nw],
-                    &self.m.grid,
-                    sigma,
-                    &mut self.vws,
-                    out,
-                )?;
-            } else {
-                self.unit.fill(0.0);
-                self.unit[t] = 1.0;
-                convolve_from_pre(
-                    &self.m.pre,
-                    &self.m.grid,
-                    &self.unit,
-                    sigma,
-                    &mut self.vws,
-                    out,
-                )?;
+        self.conv_sigma = None;
+        self.ycomb_valid = false;
+        if self.kern.sigma != Some(sigma) {
+            self.kern.set(&self.m.grid, sigma)?;
+        }
+        let r = self.kern.radius();
+        if r > self.win.radius {
+            // wider than the 500 km/s pre-cache radius: re-plan the window (rare)
+            self.win = WindowConv::new(
+                self.m.flux_nolines,
+                self.nt,
+                self.nwave,
+                &self.m.grid,
+                (self.win.wlo, self.win.whi),
+                r,
+            )?;
+        }
+        if self.win.kft_sigma != Some(sigma) {
+            self.win.kft_sigma = None;
+            self.win.kernel_ft(&self.kern.g, false)?;
+            self.win.kft_sigma = Some(sigma);
+        }
+        let (wlo, whi, nwv) = (self.win.wlo, self.win.whi, self.nwave);
+        let nw = whi - wlo;
+        let nf = self.win.nf();
+        for t in 0..self.nt {
+            let out = &mut self.conv[t * nw..(t + 1) * nw];
+            // window pixels outside the convolved segment are copies
+            out.copy_from_slice(&self.m.flux_nolines[t * nwv + wlo..t * nwv + whi]);
+            if nf > 0 {
+                let w = &mut self.win;
+                for ((s, f), &k) in w.spec.iter_mut().zip(&w.ft[t * nf..(t + 1) * nf]).zip(&w.kft)
+                {
+                    *s = *f * k;
+                }
+                w.inverse_into(out)?;
             }
         }
-        slot.sigma = Some(sigma);
+        self.conv_sigma = Some(sigma);
         self.n_conv += 1;
-        Ok(0)
+        Ok(())
     }
 
-    /// Columns P at (σ, τ) into a P slot; returns its index.
-    fn p_slot(&mut self, sigma: f64, tauv: f64) -> Result<usize, KernelError> {
-        if let Some(k) = (0..2).find(|&k| self.slots[k].key == Some((sigma, tauv))) {
-            return Ok(k);
+    /// Make `az` hold A(τ)·Z on the window.
+    fn ensure_az(&mut self, tauv: f64) {
+        if self.az_tau == Some(tauv) {
+            return;
         }
-        let ci = self.conv_slot(sigma)?;
-        self.slots.swap(0, 1);
+        let (wlo, whi) = (self.win.wlo, self.win.whi);
+        attenuation_into(tauv, &self.m.klambda[wlo..whi], &mut self.az);
+        for (a, z) in self.az.iter_mut().zip(&self.m.zfactors[wlo..whi]) {
+            *a *= z;
+        }
+        self.az_tau = Some(tauv);
+    }
+
+    /// Make `ycomb` hold Σ c_t conv_σ(F_t) for x (after `ensure_conv(x[1])`).
+    fn ensure_ycomb(&mut self, coeff: &[f64]) {
+        if self.ycomb_valid && self.ycomb_c == coeff {
+            return;
+        }
+        let nw = self.ycomb.len();
+        self.ycomb.fill(0.0);
+        for (t, &c) in coeff.iter().enumerate() {
+            for (o, v) in self.ycomb.iter_mut().zip(&self.conv[t * nw..(t + 1) * nw]) {
+                *o += c * v;
+            }
+        }
+        self.ycomb_c.copy_from_slice(coeff);
+        self.ycomb_valid = true;
+    }
+
+    fn eval(&mut self, x: &[f64], f: &mut [f64]) -> Result<(), KernelError> {
+        self.ensure_conv(x[1])?;
+        self.ensure_az(x[0]);
+        self.ensure_ycomb(&x[2..]);
+        let wlo = self.win.wlo;
+        for ((o, &y), &a) in self.yz[wlo..self.win.whi]
+            .iter_mut()
+            .zip(&self.ycomb)
+            .zip(&self.az)
+        {
+            *o = y * a;
+        }
         let op = self.m.op;
-        let (jlo, jhi) = (self.wlo, self.whi);
-        attenuation_into(tauv, &self.m.klambda[jlo..jhi], &mut self.atten[jlo..jhi]);
-        for j in jlo..jhi {
-            self.atten[j] *= self.m.zfactors[j];
+        for (a, &i) in self.act.iter().enumerate() {
+            f[a] = self.istd[a] * op.row_dot(i, &self.yz) + self.nb[a];
         }
-        let na = self.act.len();
-        let nw = self.nwave;
-        let slot = &mut self.slots[0];
-        slot.p.resize(self.nt * na, 0.0);
-        for t in 0..self.nt {
-            let f = &self.conv[ci].flux[t * nw..(t + 1) * nw];
-            for j in jlo..jhi {
-                self.yz[j] = f[j] * self.atten[j];
-            }
-            let col = &mut slot.p[t * na..(t + 1) * na];
-            for (o, &i) in col.iter_mut().zip(&self.act) {
-                *o = self.m.istd[i] * op.row_dot(i, &self.yz);
+        Ok(())
+    }
+
+    /// ∂_σ conv_σ(Σ c F) on the window into `dconv` (after `ensure_conv`).
+    fn fill_dconv(&mut self, coeff: &[f64]) -> Result<(), KernelError> {
+        self.dconv.fill(0.0);
+        let nf = self.win.nf();
+        if nf == 0 || self.kern.radius() == 0 {
+            return Ok(());
+        }
+        let sigma = self.conv_sigma;
+        if self.win.dkft_sigma != sigma {
+            self.win.dkft_sigma = None;
+            self.win.kernel_ft(&self.kern.dg, true)?;
+            self.win.dkft_sigma = sigma;
+        }
+        let w = &mut self.win;
+        w.spec.fill(Complex::default());
+        for (t, &c) in coeff.iter().enumerate() {
+            for (s, f) in w.spec.iter_mut().zip(&w.ft[t * nf..(t + 1) * nf]) {
+                *s += *f * c;
             }
         }
-        slot.key = Some((sigma, tauv));
-        self.n_pfill += 1;
-        Ok(0)
+        for (s, &k) in w.spec.iter_mut().zip(&w.dkft) {
+            *s *= k;
+        }
+        w.inverse_into(&mut self.dconv)
+    }
+
+    fn jac_into(&mut self, x: &[f64], mut jac: MatMut<'_, f64>) -> Result<(), KernelError> {
+        self.ensure_conv(x[1])?;
+        self.ensure_az(x[0]);
+        self.ensure_ycomb(&x[2..]);
+        self.fill_dconv(&x[2..])?;
+        let (nt, nc) = (self.nt, self.ncol);
+        let nw = self.az.len();
+        let wlo = self.win.wlo;
+        let kl = &self.m.klambda[wlo..self.win.whi];
+        // sources: −k·A·Z·ycomb (τ), A·Z·∂σ conv (σ), A·Z·conv F_t (c_t)
+        for j in 0..nw {
+            let v = &mut self.vmat[j * nc..(j + 1) * nc];
+            let a = self.az[j];
+            v[0] = -kl[j] * a * self.ycomb[j];
+            v[1] = a * self.dconv[j];
+            for t in 0..nt {
+                v[2 + t] = a * self.conv[t * nw + j];
+            }
+        }
+        let rows = &self.m.op.rows;
+        match nc {
+            4 => jac_rows::<1>(rows, &self.act, wlo, &self.vmat, &mut self.jrows),
+            8 => jac_rows::<2>(rows, &self.act, wlo, &self.vmat, &mut self.jrows),
+            12 => jac_rows::<3>(rows, &self.act, wlo, &self.vmat, &mut self.jrows),
+            _ => jac_rows_any(rows, &self.act, wlo, nc, &self.vmat, &mut self.jrows),
+        }
+        let ma = self.act.len();
+        for c in 0..nt + 2 {
+            let col = jac
+                .as_mut()
+                .col_mut(c)
+                .try_as_col_major_mut()
+                .ok_or_else(|| KernelError::Shape("vdisp Jacobian layout".into()))?
+                .as_slice_mut();
+            for a in 0..ma {
+                col[a] = self.istd[a] * self.jrows[a * nc + c];
+            }
+        }
+        self.n_jac += 1;
+        Ok(())
     }
 
     /// The model Σ c_t conv_σ(F_t)·A(τ)·Z on the full template grid (no dust emission).
@@ -340,17 +665,21 @@ impl<'a> VdispProblem<'a> {
     /// # Errors
     /// Convolution errors.
     pub fn full_model(&mut self, x: &[f64], out: &mut [f64]) -> Result<(), KernelError> {
-        let ci = self.conv_slot(x[1])?;
+        let sigma = x[1];
         let nw = self.nwave;
-        out.iter_mut().for_each(|v| *v = 0.0);
-        for t in 0..self.nt {
-            let c = x[2 + t];
-            for (o, f) in out
-                .iter_mut()
-                .zip(&self.conv[ci].flux[t * nw..(t + 1) * nw])
-            {
-                *o += c * f;
+        if sigma > crate::kernels::vdisp::MAX_PRE_VDISP_KMS {
+            let mut comb = vec![0.0; nw];
+            for (t, &c) in x[2..].iter().enumerate() {
+                for (o, v) in comb
+                    .iter_mut()
+                    .zip(&self.m.flux_nolines[t * nw..(t + 1) * nw])
+                {
+                    *o += c * v;
+                }
             }
+            convolve_direct(&comb, &self.m.grid, sigma, &mut self.vws, out)?;
+        } else {
+            convolve_from_pre(&self.m.pre, &self.m.grid, &x[2..], sigma, &mut self.vws, out)?;
         }
         for (j, o) in out.iter_mut().enumerate() {
             *o *= (-x[0] * self.m.klambda[j]).exp() * self.m.zfactors[j];
@@ -359,70 +688,54 @@ impl<'a> VdispProblem<'a> {
     }
 }
 
-impl VdispProblem<'_> {
-    /// Residuals through the cached columns of slot `k`.
-    fn residuals_from_slot(&self, k: usize, x: &[f64], f: &mut [f64]) {
-        let na = self.act.len();
-        let p = &self.slots[k].p;
-        for (a, o) in f.iter_mut().enumerate().take(na) {
-            let mut v = self.nb[a];
-            for t in 0..self.nt {
-                v += x[2 + t] * p[t * na + a];
+/// out[a][0..4C] = Σ_j L[i_a, j]·v[j − wlo][0..4C] over the active rows (C chunks of 4
+/// columns, one pass over the operator's weights).
+fn jac_rows<const C: usize>(
+    rows: &BandRows,
+    act: &[usize],
+    wlo: usize,
+    v: &[f64],
+    out: &mut [f64],
+) {
+    let nc = 4 * C;
+    for (a, &i) in act.iter().enumerate() {
+        let s = rows.start[i] - wlo;
+        let w = &rows.w[rows.off[i]..rows.off[i + 1]];
+        let mut acc = [f64x4::ZERO; C];
+        for (q, &wq) in w.iter().enumerate() {
+            let row = &v[(s + q) * nc..(s + q + 1) * nc];
+            let wv = f64x4::splat(wq);
+            for (c, acc_c) in acc.iter_mut().enumerate() {
+                let x = f64x4::new([row[4 * c], row[4 * c + 1], row[4 * c + 2], row[4 * c + 3]]);
+                *acc_c += wv * x;
             }
-            *o = v;
+        }
+        let o = &mut out[a * nc..(a + 1) * nc];
+        for (c, acc_c) in acc.iter().enumerate() {
+            o[4 * c..4 * c + 4].copy_from_slice(&acc_c.to_array());
         }
     }
+}
 
-    /// Residuals of one parameter vector without per-template columns: the coefficient-
-    /// weighted sum is convolved once (as FastSpecFit does), attenuated, and mapped by L.
-    fn residuals_single(&mut self, x: &[f64], f: &mut [f64]) -> Result<(), KernelError> {
-        let (tauv, sigma) = (x[0], x[1]);
-        let nw = self.nwave;
-        let coeff = &x[2..];
-        if let Some(ci) = (0..2).find(|&k| self.conv[k].sigma == Some(sigma)) {
-            let fl = &self.conv[ci].flux;
-            for j in self.wlo..self.whi {
-                self.ycomb[j] = (0..self.nt).map(|t| coeff[t] * fl[t * nw + j]).sum();
+/// [`jac_rows`] for any column count.
+fn jac_rows_any(
+    rows: &BandRows,
+    act: &[usize],
+    wlo: usize,
+    nc: usize,
+    v: &[f64],
+    out: &mut [f64],
+) {
+    for (a, &i) in act.iter().enumerate() {
+        let s = rows.start[i] - wlo;
+        let w = &rows.w[rows.off[i]..rows.off[i + 1]];
+        let o = &mut out[a * nc..(a + 1) * nc];
+        o.fill(0.0);
+        for (q, &wq) in w.iter().enumerate() {
+            for (oc, &x) in o.iter_mut().zip(&v[(s + q) * nc..(s + q + 1) * nc]) {
+                *oc += wq * x;
             }
-        } else if sigma > crate::kernels::vdisp::MAX_PRE_VDISP_KMS {
-            self.yz.iter_mut().for_each(|v| *v = 0.0);
-            for (t, &c) in coeff.iter().enumerate() {
-                for (o, v) in self
-                    .yz
-                    .iter_mut()
-                    .zip(&self.m.flux_nolines[t * nw..(t + 1) * nw])
-                {
-                    *o += c * v;
-                }
-            }
-            convolve_direct(
-                &self.yz,
-                &self.m.grid,
-                sigma,
-                &mut self.vws,
-                &mut self.ycomb,
-            )?;
-        } else {
-            convolve_from_pre(
-                &self.m.pre,
-                &self.m.grid,
-                coeff,
-                sigma,
-                &mut self.vws,
-                &mut self.ycomb,
-            )?;
-            self.n_conv += 1;
         }
-        let (lo, hi) = (self.wlo, self.whi);
-        attenuation_into(tauv, &self.m.klambda[lo..hi], &mut self.atten[lo..hi]);
-        for j in lo..hi {
-            self.yz[j] = self.ycomb[j] * self.atten[j] * self.m.zfactors[j];
-        }
-        let op = self.m.op;
-        for (a, &i) in self.act.iter().enumerate() {
-            f[a] = self.m.istd[i] * op.row_dot(i, &self.yz) + self.nb[a];
-        }
-        Ok(())
     }
 }
 
@@ -432,23 +745,21 @@ impl Problem for VdispProblem<'_> {
     }
 
     fn residuals(&mut self, x: &[f64], f: &mut [f64]) {
-        let key = (x[1], x[0]);
-        // A (σ, τ) seen among the last calls is the base point of a finite-difference
-        // Jacobian whose coefficient probes follow: cache per-template columns for it.
-        let repeat = self.history.contains(&Some(key));
-        self.history.rotate_right(1);
-        self.history[0] = Some(key);
-        let r = if let Some(k) = (0..2).find(|&k| self.slots[k].key == Some(key)) {
-            self.residuals_from_slot(k, x, f);
-            Ok(())
-        } else if repeat {
-            self.p_slot(key.0, key.1)
-                .map(|k| self.residuals_from_slot(k, x, f))
-        } else {
-            self.residuals_single(x, f)
-        };
-        if let Err(e) = r {
+        if let Err(e) = self.eval(x, f) {
             f.iter_mut().for_each(|v| *v = f64::NAN);
+            self.error.get_or_insert(e);
+        }
+    }
+}
+
+impl DenseJacobian for VdispProblem<'_> {
+    fn jacobian(&mut self, x: &[f64], mut jac: MatMut<'_, f64>) {
+        if let Err(e) = self.jac_into(x, jac.as_mut()) {
+            for c in 0..jac.ncols() {
+                for r in 0..jac.nrows() {
+                    jac[(r, c)] = f64::NAN;
+                }
+            }
             self.error.get_or_insert(e);
         }
     }
