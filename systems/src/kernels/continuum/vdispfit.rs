@@ -227,7 +227,6 @@ struct WindowConv {
     cl: usize,
     ch: usize,
     a: usize,
-    b: usize,
     radius: usize,
     len: usize,
     plans: Option<Plans>,
@@ -271,7 +270,6 @@ impl WindowConv {
             cl,
             ch,
             a,
-            b,
             radius,
             len: 0,
             plans: None,
@@ -397,11 +395,12 @@ pub struct VdispProblem<'a> {
     yz: Vec<f64>,
     /// ∂_σ conv_σ(Σ c F) on the window.
     dconv: Vec<f64>,
-    /// Interleaved Jacobian sources `[whi − wlo][ncol]`.
-    vmat: Vec<f64>,
-    ncol: usize,
-    /// Jacobian accumulator `[nact][ncol]`.
-    jrows: Vec<f64>,
+    /// Interleaved Jacobian sources `[whi − wlo][nlane]` (lanes of four columns: τ, σ,
+    /// c_1, …, zero padding).
+    vmat: Vec<f64x4>,
+    nlane: usize,
+    /// Jacobian rows `[nact][nlane]`.
+    jrows: Vec<f64x4>,
     vws: VdispWorkspace,
     /// First error met inside `residuals` / `jacobian` (reported after the fit).
     pub error: Option<KernelError>,
@@ -442,14 +441,14 @@ impl<'a> VdispProblem<'a> {
         let radius = crate::kernels::vdisp::pre_max_radius(m.grid.pixkms);
         let win = WindowConv::new(m.flux_nolines, nt, nwave, &m.grid, (wlo, whi), radius)?;
         let nw = whi - wlo;
-        let ncol = (nt + 2).div_ceil(4) * 4;
+        let nlane = (nt + 2).div_ceil(4);
         let vws = VdispWorkspace::new(m.pre.fft_len, m.pre.max_radius);
         Ok(VdispProblem {
             nt,
             nwave,
             istd: act.iter().map(|&i| m.istd[i]).collect(),
             nb: vec![0.0; act.len()],
-            jrows: vec![0.0; act.len() * ncol],
+            jrows: vec![f64x4::ZERO; act.len() * nlane],
             act,
             win,
             kern: Kernel::default(),
@@ -462,8 +461,8 @@ impl<'a> VdispProblem<'a> {
             ycomb: vec![0.0; nw],
             yz: vec![0.0; nwave],
             dconv: vec![0.0; nw],
-            vmat: vec![0.0; nw * ncol],
-            ncol,
+            vmat: vec![f64x4::ZERO; nw * nlane],
+            nlane,
             vws,
             error: None,
             n_conv: 0,
@@ -623,26 +622,33 @@ impl<'a> VdispProblem<'a> {
         self.ensure_az(x[0]);
         self.ensure_ycomb(&x[2..]);
         self.fill_dconv(&x[2..])?;
-        let (nt, nc) = (self.nt, self.ncol);
+        let (nt, nl) = (self.nt, self.nlane);
         let nw = self.az.len();
         let wlo = self.win.wlo;
         let kl = &self.m.klambda[wlo..self.win.whi];
         // sources: −k·A·Z·ycomb (τ), A·Z·∂σ conv (σ), A·Z·conv F_t (c_t)
+        let mut v = [0.0; 4];
         for j in 0..nw {
-            let v = &mut self.vmat[j * nc..(j + 1) * nc];
             let a = self.az[j];
-            v[0] = -kl[j] * a * self.ycomb[j];
-            v[1] = a * self.dconv[j];
-            for t in 0..nt {
-                v[2 + t] = a * self.conv[t * nw + j];
+            let col = |c: usize| match c {
+                0 => -kl[j] * a * self.ycomb[j],
+                1 => a * self.dconv[j],
+                c if c < nt + 2 => a * self.conv[(c - 2) * nw + j],
+                _ => 0.0,
+            };
+            for l in 0..nl {
+                for (q, vq) in v.iter_mut().enumerate() {
+                    *vq = col(4 * l + q);
+                }
+                self.vmat[j * nl + l] = f64x4::new(v);
             }
         }
         let rows = &self.m.op.rows;
-        match nc {
-            4 => jac_rows::<1>(rows, &self.act, wlo, &self.vmat, &mut self.jrows),
-            8 => jac_rows::<2>(rows, &self.act, wlo, &self.vmat, &mut self.jrows),
-            12 => jac_rows::<3>(rows, &self.act, wlo, &self.vmat, &mut self.jrows),
-            _ => jac_rows_any(rows, &self.act, wlo, nc, &self.vmat, &mut self.jrows),
+        match nl {
+            1 => jac_rows::<1>(rows, &self.act, wlo, &self.vmat, &mut self.jrows),
+            2 => jac_rows::<2>(rows, &self.act, wlo, &self.vmat, &mut self.jrows),
+            3 => jac_rows::<3>(rows, &self.act, wlo, &self.vmat, &mut self.jrows),
+            _ => jac_rows_any(rows, &self.act, wlo, nl, &self.vmat, &mut self.jrows),
         }
         let ma = self.act.len();
         for c in 0..nt + 2 {
@@ -652,8 +658,9 @@ impl<'a> VdispProblem<'a> {
                 .try_as_col_major_mut()
                 .ok_or_else(|| KernelError::Shape("vdisp Jacobian layout".into()))?
                 .as_slice_mut();
+            let (l, q) = (c / 4, c % 4);
             for a in 0..ma {
-                col[a] = self.istd[a] * self.jrows[a * nc + c];
+                col[a] = self.istd[a] * self.jrows[a * nl + l].as_array()[q];
             }
         }
         self.n_jac += 1;
@@ -688,52 +695,46 @@ impl<'a> VdispProblem<'a> {
     }
 }
 
-/// out[a][0..4C] = Σ_j L[i_a, j]·v[j − wlo][0..4C] over the active rows (C chunks of 4
-/// columns, one pass over the operator's weights).
+/// out[a][..] = Σ_j L[i_a, j]·v[j − wlo][..] over the active rows, `C` lanes of four
+/// columns per template pixel (one pass over the operator's weights).
 fn jac_rows<const C: usize>(
     rows: &BandRows,
     act: &[usize],
     wlo: usize,
-    v: &[f64],
-    out: &mut [f64],
+    v: &[f64x4],
+    out: &mut [f64x4],
 ) {
-    let nc = 4 * C;
-    for (a, &i) in act.iter().enumerate() {
+    for (o, &i) in out.chunks_exact_mut(C).zip(act) {
         let s = rows.start[i] - wlo;
         let w = &rows.w[rows.off[i]..rows.off[i + 1]];
         let mut acc = [f64x4::ZERO; C];
-        for (q, &wq) in w.iter().enumerate() {
-            let row = &v[(s + q) * nc..(s + q + 1) * nc];
+        for (vr, &wq) in v[s * C..(s + w.len()) * C].chunks_exact(C).zip(w) {
             let wv = f64x4::splat(wq);
-            for (c, acc_c) in acc.iter_mut().enumerate() {
-                let x = f64x4::new([row[4 * c], row[4 * c + 1], row[4 * c + 2], row[4 * c + 3]]);
-                *acc_c += wv * x;
+            for (a, &x) in acc.iter_mut().zip(vr) {
+                *a += wv * x;
             }
         }
-        let o = &mut out[a * nc..(a + 1) * nc];
-        for (c, acc_c) in acc.iter().enumerate() {
-            o[4 * c..4 * c + 4].copy_from_slice(&acc_c.to_array());
-        }
+        o.copy_from_slice(&acc);
     }
 }
 
-/// [`jac_rows`] for any column count.
+/// [`jac_rows`] for any lane count.
 fn jac_rows_any(
     rows: &BandRows,
     act: &[usize],
     wlo: usize,
-    nc: usize,
-    v: &[f64],
-    out: &mut [f64],
+    c: usize,
+    v: &[f64x4],
+    out: &mut [f64x4],
 ) {
-    for (a, &i) in act.iter().enumerate() {
+    for (o, &i) in out.chunks_exact_mut(c).zip(act) {
         let s = rows.start[i] - wlo;
         let w = &rows.w[rows.off[i]..rows.off[i + 1]];
-        let o = &mut out[a * nc..(a + 1) * nc];
-        o.fill(0.0);
-        for (q, &wq) in w.iter().enumerate() {
-            for (oc, &x) in o.iter_mut().zip(&v[(s + q) * nc..(s + q + 1) * nc]) {
-                *oc += wq * x;
+        o.fill(f64x4::ZERO);
+        for (vr, &wq) in v[s * c..(s + w.len()) * c].chunks_exact(c).zip(w) {
+            let wv = f64x4::splat(wq);
+            for (a, &x) in o.iter_mut().zip(vr) {
+                *a += wv * x;
             }
         }
     }

@@ -65,6 +65,7 @@ use super::KernelError;
 pub use faer::{MatMut, MatRef};
 
 mod common;
+mod compress;
 mod driver;
 mod exact;
 mod lsmr;
@@ -290,6 +291,36 @@ pub fn least_squares_dense<P: DenseJacobian>(
 ) -> Result<TrfSummary, KernelError> {
     let mut model = model::Analytic(problem);
     driver::run(&mut model, x, lb, ub, opts, ws)
+}
+
+/// [`least_squares_dense`] working on the R factor of J = QR: one Householder QR of the
+/// m×n Jacobian (with f) per accepted point, every later product of the iteration n-sized
+/// (see the `compress` module; equal in exact arithmetic, rounding differs). Exact solver
+/// only. The workspace's [`TrfWorkspace::jacobian`] is empty afterwards (J is not kept).
+///
+/// `x` holds x0 on entry and x̂ on return.
+///
+/// # Errors
+/// See the module documentation; additionally [`KernelError::Domain`] for
+/// `TrSolver::Lsmr`.
+pub fn least_squares_dense_qr<P: DenseJacobian>(
+    problem: &mut P,
+    x: &mut [f64],
+    lb: &[f64],
+    ub: &[f64],
+    opts: &TrfOptions,
+    ws: &mut TrfWorkspace,
+) -> Result<TrfSummary, KernelError> {
+    if opts.tr_solver != TrSolver::Exact {
+        return Err(KernelError::Domain(
+            "least_squares_dense_qr needs tr_solver 'exact'".into(),
+        ));
+    }
+    let n = x.len();
+    let mut model = compress::Compressed::new(problem, n);
+    let r = driver::run(&mut model, x, lb, ub, opts, ws);
+    ws.jac_valid = false;
+    r
 }
 
 /// Minimise ½‖f(x)‖² on the box with a matrix-free Jacobian (LSMR solver only).
