@@ -59,7 +59,9 @@ use crate::kernels::filters::FilterCurve;
 use crate::kernels::igm::Inoue14;
 use crate::kernels::stats::{median, TINY};
 use crate::kernels::synthphot::{photflam_factor, FilterPre};
-use crate::kernels::trf::{least_squares_dense_qr, Problem, TrSolver, TrfOptions, TrfWorkspace, XScale};
+use crate::kernels::trf::{
+    least_squares_dense_qr, Problem, TrSolver, TrfOptions, TrfWorkspace, XScale,
+};
 use crate::kernels::vdisp::{convolve_direct_rows, PreCache, VdispGrid, VdispWorkspace};
 use crate::kernels::KernelError;
 
@@ -592,7 +594,6 @@ pub fn fit_fastspec(
                 }
                 Ok(x)
             };
-            let dbg_t0 = std::time::Instant::now();
             let xh = run(&mut prob, &specflux, &x0)?;
             let mut cm = vec![0.0; nw];
             prob.full_model(&xh, &mut cm)?;
@@ -606,9 +607,6 @@ pub fn fit_fastspec(
             for sf in &specflux_mc {
                 let x = run(&mut prob, sf, if WARM_START_MC_VDISP { &warm } else { &x0 })?;
                 mc_vdisp.push(x[1]);
-            }
-            if std::env::var_os("FSF_DBG_VDISP").is_some() {
-                eprintln!("DBGVDISP sigma-fit {:.1} ms", dbg_t0.elapsed().as_secs_f64() * 1e3);
             }
             if !specflux_mc.is_empty() {
                 vdisp_ivar_kernel = var2ivar(nanvar(&mc_vdisp));

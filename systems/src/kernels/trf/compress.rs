@@ -12,7 +12,9 @@
 
 use faer::MatMut;
 
-use super::super::nnls::householder::{apply_reflector, reflector};
+use faer::traits::pulp::{Arch, Simd, WithSimd};
+
+use super::super::nnls::householder::reflector;
 use super::model::{dense_matvec, dense_rmatvec, Model};
 use super::DenseJacobian;
 
@@ -23,8 +25,10 @@ pub(super) struct Compressed<'a, P: DenseJacobian> {
     n: usize,
     /// Qᵀf (first n components) at the last Jacobian.
     qf: Vec<f64>,
-    /// R staging (n×n).
-    rbuf: Vec<f64>,
+    /// [R | Qᵀf] (n×(n+1), column-major).
+    raug: Vec<f64>,
+    /// Row-block scratch of [`tsqr`].
+    blk: Vec<f64>,
 }
 
 impl<'a, P: DenseJacobian> Compressed<'a, P> {
@@ -35,28 +39,136 @@ impl<'a, P: DenseJacobian> Compressed<'a, P> {
             m,
             n,
             qf: vec![0.0; n],
-            rbuf: vec![0.0; n * n],
+            raug: vec![0.0; n * (n + 1)],
+            blk: Vec::new(),
         }
     }
 }
 
-/// Householder QR of the m×n column-major `a` in place, applied to `rhs` as well: on
-/// return the upper triangle of a's first n rows holds R and `rhs[..n]` = (Qᵀ rhs)[..n].
-pub(super) fn qr_in_place(a: &mut [f64], m: usize, n: usize, rhs: &mut [f64]) {
-    for k in 0..n.min(m) {
-        let (left, right) = a.split_at_mut((k + 1) * m);
-        let col = &mut left[k * m..];
-        let mut beta = col[k];
-        let tau = reflector(&mut beta, &mut col[k + 1..]);
-        let v = &col[k + 1..];
-        for c in right.chunks_exact_mut(m) {
-            let (c0, ct) = c[k..].split_at_mut(1);
-            apply_reflector(v, tau, &mut c0[0], ct);
+/// Rows per block of [`tsqr`] (a block of n + 1 columns stays in L1).
+const BLOCK_ROWS: usize = 256;
+
+/// R and Qᵀf of the m×n column-major `a` with right-hand side `f`, by Householder
+/// reflections applied block of rows by block of rows ("TSQR" with a flat tree): the
+/// triangle [R | Qᵀf] of the rows seen so far is stacked on the next block and reduced
+/// again; its zeros below the diagonal keep every reflector to one R row plus the block.
+/// Same flops as one Householder QR of the whole matrix, but on cache-resident data.
+/// On return `raug` (n×(n+1), column-major) holds [R | (Qᵀf)[..n]].
+///
+/// The reflector applications run inside pulp's runtime dispatch (AVX2 where available)
+/// in the summation order of the source, so every instruction set gives the same bits.
+pub(super) fn tsqr(a: &[f64], f: &[f64], m: usize, n: usize, raug: &mut [f64], blk: &mut Vec<f64>) {
+    Arch::new().dispatch(Tsqr {
+        a,
+        f,
+        m,
+        n,
+        raug,
+        blk,
+    });
+}
+
+struct Tsqr<'a> {
+    a: &'a [f64],
+    f: &'a [f64],
+    m: usize,
+    n: usize,
+    raug: &'a mut [f64],
+    blk: &'a mut Vec<f64>,
+}
+
+impl WithSimd for Tsqr<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        let Tsqr {
+            a,
+            f,
+            m,
+            n,
+            raug,
+            blk,
+        } = self;
+        let nc = n + 1;
+        raug[..n * nc].fill(0.0);
+        blk.resize(BLOCK_ROWS * nc, 0.0);
+        for r0 in (0..m).step_by(BLOCK_ROWS) {
+            let bl = BLOCK_ROWS.min(m - r0);
+            for j in 0..nc {
+                let src = if j < n {
+                    &a[j * m + r0..j * m + r0 + bl]
+                } else {
+                    &f[r0..r0 + bl]
+                };
+                blk[j * bl..(j + 1) * bl].copy_from_slice(src);
+            }
+            let b = &mut blk[..nc * bl];
+            for k in 0..n {
+                let (left, right) = b.split_at_mut((k + 1) * bl);
+                let v = &mut left[k * bl..];
+                let mut beta = raug[k + k * n];
+                let tau = fast_reflector(&mut beta, v);
+                raug[k + k * n] = beta;
+                if tau == 0.0 {
+                    continue;
+                }
+                for (jj, c) in right.chunks_exact_mut(bl).enumerate() {
+                    let j = k + 1 + jj;
+                    let w = raug[k + j * n] + dot(v, c);
+                    let temp = -tau * w;
+                    raug[k + j * n] += temp;
+                    for (y, x) in c.iter_mut().zip(v.iter()) {
+                        *y += x * temp;
+                    }
+                }
+            }
         }
-        let (r0, rt) = rhs[k..m].split_at_mut(1);
-        apply_reflector(v, tau, &mut r0[0], rt);
-        col[k] = beta;
     }
+}
+
+/// LAPACK `dlarfg` ([`reflector`]) with the norm from the inlined [`dot`] and
+/// √(α² + ‖x‖²) instead of `hypot`, where no over- or underflow can occur; otherwise the
+/// careful version.
+#[inline(always)]
+fn fast_reflector(alpha: &mut f64, x: &mut [f64]) -> f64 {
+    let ss = dot(x, x);
+    let a = *alpha;
+    if !(ss > 1e-280 && ss < 1e280 && a.abs() < 1e140) {
+        return reflector(alpha, x);
+    }
+    let beta = -(a * a + ss).sqrt().copysign(a);
+    let tau = (beta - a) / beta;
+    let s = 1.0 / (a - beta);
+    for v in x.iter_mut() {
+        *v *= s;
+    }
+    *alpha = beta;
+    tau
+}
+
+/// Σ a_i b_i with sixteen interleaved partial sums (four independent vector chains at
+/// AVX2 width; inlined into the dispatched loop).
+#[inline(always)]
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; 16];
+    let mut ca = a.chunks_exact(16);
+    let mut cb = b.chunks_exact(16);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for q in 0..16 {
+            acc[q] += x[q] * y[q];
+        }
+    }
+    for q in 0..4 {
+        acc[q] += acc[q + 4] + (acc[q + 8] + acc[q + 12]);
+    }
+    let mut d = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        d += x * y;
+    }
+    d
 }
 
 impl<P: DenseJacobian> Model for Compressed<'_, P> {
@@ -78,7 +190,7 @@ impl<P: DenseJacobian> Model for Compressed<'_, P> {
         _ub: &[f64],
         jac: &mut [f64],
         _sx: &mut [f64],
-        sf: &mut [f64],
+        _sf: &mut [f64],
     ) {
         let (m, n) = (self.m, self.n);
         let full = &mut jac[..m * n];
@@ -89,17 +201,10 @@ impl<P: DenseJacobian> Model for Compressed<'_, P> {
             jac[..n * n].fill(f64::NAN);
             return;
         }
-        sf.copy_from_slice(f);
-        qr_in_place(full, m, n, sf);
-        for j in 0..n {
-            for i in 0..n {
-                self.rbuf[i + j * n] = if i <= j && i < m { full[i + j * m] } else { 0.0 };
-            }
-        }
-        jac[..n * n].copy_from_slice(&self.rbuf);
-        let k = n.min(m);
-        self.qf[..k].copy_from_slice(&sf[..k]);
-        self.qf[k..].fill(0.0);
+        tsqr(full, f, m, n, &mut self.raug, &mut self.blk);
+        let nn = n * n;
+        jac[..nn].copy_from_slice(&self.raug[..nn]);
+        self.qf.copy_from_slice(&self.raug[nn..nn + n]);
     }
 
     fn matvec(&self, jac: &[f64], v: &[f64], out: &mut [f64]) {
