@@ -128,13 +128,23 @@ impl WithSimd for Tsqr<'_> {
 }
 
 /// LAPACK `dlarfg` ([`reflector`]) with the norm from the inlined [`dot`] and
-/// √(α² + ‖x‖²) instead of `hypot`, where no over- or underflow can occur; otherwise the
-/// careful version.
+/// √(α² + ‖x‖²) instead of `hypot`, where no over- or underflow can occur; the careful
+/// version for huge values. A block column with ‖x‖² ≤ 1e-280 (every entry below 1e-140,
+/// also the all-zero column) is left unreflected (τ = 0): its contribution to R is below
+/// 1e-140 absolute, and the row blocks of a column that is tiny on some rows and zero on
+/// the others would otherwise meet subnormal arithmetic.
 #[inline(always)]
 fn fast_reflector(alpha: &mut f64, x: &mut [f64]) -> f64 {
     let ss = dot(x, x);
     let a = *alpha;
-    if !(ss > 1e-280 && ss < 1e280 && a.abs() < 1e140) {
+    if !(ss > 1e-280) {
+        return if ss.is_nan() {
+            reflector(alpha, x)
+        } else {
+            0.0
+        };
+    }
+    if !(ss < 1e280 && a.abs() < 1e140) {
         return reflector(alpha, x);
     }
     let beta = -(a * a + ss).sqrt().copysign(a);
