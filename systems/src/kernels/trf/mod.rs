@@ -17,6 +17,10 @@
 //! evaluations at trial points only, never finite-difference probes). Without
 //! any finite bound scipy's unbounded variant is followed instead.
 //!
+//! [`least_squares_dense_qr`] runs the exact solver on the R factor of J = QR (one
+//! row-blocked Householder QR of [J f] per accepted point; every later product n-sized):
+//! the same iteration in exact arithmetic, other rounding.
+//!
 //! Two trust-region sub-problem solvers:
 //! * [`TrSolver::Exact`] (`tr_solver='exact'`): the Moré–Sorensen / SVD solver
 //!   on \[J_h; diag(√diag_h)\], once per outer iteration. The SVD is taken of the
@@ -33,7 +37,9 @@
 //!
 //! How FastSpecFit calls it (SPEC A.2):
 //! * σ★ fit: [`least_squares_fd`], `TrSolver::Exact`, `XScale::Jac`,
-//!   ftol 1e-6, xtol 1e-10, gtol 1e-8, max_nfev 5000;
+//!   ftol 1e-6, xtol 1e-10, gtol 1e-8, max_nfev 5000 (this port: the same options with
+//!   the problem's analytic Jacobian through [`least_squares_dense_qr`], see
+//!   `continuum::vdispfit`);
 //! * line fits: [`least_squares_operator`], `TrSolver::Lsmr` with
 //!   `maxiter: Some(1000)`, `regularize: true`, `XScale::Ones`, ftol 1e-5
 //!   (1e-3 masker / MC), xtol 1e-10 (1e-5), gtol 1e-8, max_nfev 5000.
