@@ -18,13 +18,16 @@
 //!    realisations, continuum-model realisations);
 //! 7. observed Dn4000 (§4.11) and the smooth continuum + SMOOTHCORR (§4.8).
 //!
-//! Deviations: see [`super::vdispfit`] (the aperture model after the σ fit is rebuilt at x̂;
-//! the TRF residual vector holds only weighted pixels), [`super::specmodel`] (L = R·rebin is
+//! Deviations: see [`super::vdispfit`] (analytic Jacobian of the σ fit; the aperture model
+//! after the σ fit is rebuilt at x̂; the TRF residual vector holds only weighted pixels),
+//! [`super::specmodel`] (L = R·rebin is
 //! applied as one banded operator; only non-zero weighted rows enter the NNLS) and
 //! [`super::jointcheb`] (the Monte Carlo refits of the final fit use a Chebyshev/Gram form of
 //! the same objective). All change results at the rounding level (measured against
 //! FastSpecFit on both real targets: scalars within ~1e-8 relative, Monte Carlo τ_V within
-//! 5e-8, TAUV_IVAR within 2e-8; the σ TRF fit within 3e-5 of σ̂, VDISP_IVAR within 0.2%).
+//! 5e-8, TAUV_IVAR within 2e-8; the σ TRF fit within 1.1e-5 of σ̂, VDISP_IVAR within 0.3%;
+//! on the simulated set VDISP_IVAR within 0.5% where FastSpecFit's own one-ulp spread is
+//! 3.5%).
 //!
 //! # Cost (what is cached)
 //! Per target: the operator L (template grid → hstacked pixels), the zfactors and trapezoid
@@ -34,13 +37,24 @@
 //! the range and nT·nnz(L) multiply–adds. The 50 Monte Carlo refits of the final fit share
 //! one Chebyshev model of the τ-dependent, data-independent Gram matrix (25 design fills) and
 //! evaluate the data-dependent part through Lᵀ once per realisation ([`super::jointcheb`]).
-//! The σ TRF fit caches per-template columns only where the finite-difference coefficient
-//! probes need them ([`super::vdispfit`]). Measured (release, 2 shared cores, load ≈ 2–5):
-//! 80613 (σ fallback) 25–40 ms with nmonte 0, 110–170 ms with nmonte 50; 27247 15–20 ms /
-//! 75–115 ms; 80613 with the σ TRF fit forced: ≈ 100 ms with nmonte 0, ≈ 3 s with nmonte 50
-//! (each σ Monte Carlo realisation is a full TRF fit from FastSpecFit's x0, ≈ 75 iterations;
-//! see [`WARM_START_MC_VDISP`] for the measured warm-start alternative).
-
+//! The σ TRF fit (step 3 (b)) evaluates its Jacobian analytically and solves on the R
+//! factor of J ([`super::vdispfit`], [`crate::kernels::trf::least_squares_dense_qr`]): per
+//! TRF iteration one σ convolution of the nT templates on the fit window (nT inverse FFTs of
+//! ≈ 2900 points), one more FFT pair for ∂/∂σ, one pass over L for the residuals and one for
+//! the nT + 2 Jacobian columns, and one row-blocked Householder QR of the m×(nT + 3) [J f];
+//! everything the 51 fits share (operator rows, template window transforms, FFT plans) is
+//! built once per target. Measured (release, 2 shared cores, load ≈ 1.5–3, `--profile`,
+//! nmonte 50): the simulated seed-7 targets that reach the σ fit, 39633000000000003 and
+//! …04, fit_continuum_fastspec 475 ms and 594 ms (finite-difference Jacobian on the same
+//! machine state: 1247 ms and 1412 ms; of which ≈ 110 ms and ≈ 175 ms are the rest of the
+//! continuum fit, the σ fit itself went from ≈ 1.1–1.2 s to ≈ 0.37–0.42 s, ≈ 3x); 80613
+//! with the σ TRF fit forced (`fastspec_continuum_timing`, load ≈ 0.1): 48 ms with
+//! nmonte 0, 762 ms with nmonte 50 (documented before at ≈ 3 s, load 2–5). Each σ
+//! Monte Carlo realisation is still a full TRF fit from FastSpecFit's x0 (≈ 38 iterations;
+//! see [`WARM_START_MC_VDISP`] for the measured warm-start alternative). Earlier numbers
+//! (finite differences): 80613 (σ fallback) 25–40 ms with nmonte 0, 110–170 ms with
+//! nmonte 50; 27247 15–20 ms / 75–115 ms; 80613 with the σ TRF fit forced ≈ 3 s with
+//! nmonte 50.
 use super::fastphot::{reduced_chi2, F32MAX};
 use super::jointcheb::JointCheb;
 use super::model::{PhotModel, TemplateArrays, MASSNORM};
@@ -59,15 +73,18 @@ use crate::kernels::filters::FilterCurve;
 use crate::kernels::igm::Inoue14;
 use crate::kernels::stats::{median, TINY};
 use crate::kernels::synthphot::{photflam_factor, FilterPre};
-use crate::kernels::trf::{least_squares_fd, Problem, TrSolver, TrfOptions, TrfWorkspace, XScale};
+use crate::kernels::trf::{
+    least_squares_dense_qr, Problem, TrSolver, TrfOptions, TrfWorkspace, XScale,
+};
 use crate::kernels::vdisp::{convolve_direct_rows, PreCache, VdispGrid, VdispWorkspace};
 use crate::kernels::KernelError;
 
 /// Start the Monte Carlo σ refits from the best fit instead of FastSpecFit's x0. Off: with
 /// the cold start our VDISP_IVAR equals FastSpecFit's (same NumPy draws) to 0.1% on the
 /// simulated targets; the warm start makes the σ-fit branch ~8x faster (3.0 s → 0.38 s per
-/// target with nmonte 50) but moved VDISP_IVAR by +1% and +27% on the two simulated targets
-/// that reach the σ fit (FastSpecFit's cold refits sometimes settle in other local minima).
+/// target with nmonte 50, measured with the former finite-difference Jacobian) but moved
+/// VDISP_IVAR by +1% and +27% on the two simulated targets that reach the σ fit
+/// (FastSpecFit's cold refits sometimes settle in other local minima).
 pub const WARM_START_MC_VDISP: bool = false;
 
 /// The template set as the fastspec continuum fit reads it (all templates; flat
@@ -591,7 +608,7 @@ pub fn fit_fastspec(
              -> Result<Vec<f64>, KernelError> {
                 prob.set_data(flux)?;
                 let mut x = start.to_vec();
-                least_squares_fd(prob, &mut x, &lb, &ub, &opts, &mut tws)?;
+                least_squares_dense_qr(prob, &mut x, &lb, &ub, &opts, &mut tws)?;
                 if let Some(e) = prob.error.take() {
                     return Err(e);
                 }

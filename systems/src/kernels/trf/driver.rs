@@ -130,6 +130,8 @@ pub(super) fn run<M: Model>(
         ..
     } = ws;
     let (f, f_new) = (&mut f[..m], &mut f_new[..m]);
+    // Rows of the stored Jacobian (m, or n for a model that keeps J as its R factor).
+    let rows = model.jac_rows();
 
     model.residuals(x, f);
     if !f.iter().all(|v| v.is_finite()) {
@@ -138,7 +140,7 @@ pub(super) fn run<M: Model>(
         ));
     }
     model.jacobian(x, f, lb, ub, jac, probe_x, probe_f);
-    if M::DENSE && !jac[..m * n].iter().all(|v| v.is_finite()) {
+    if M::DENSE && !jac[..rows * n].iter().all(|v| v.is_finite()) {
         return Err(KernelError::NonFinite(
             "trf: Jacobian at the initial point".into(),
         ));
@@ -146,12 +148,12 @@ pub(super) fn run<M: Model>(
     let mut nfev = 1usize;
     let mut njev = 1usize;
     let mut cost = 0.5 * dot(f, f);
-    model.rmatvec(jac, f, g);
+    model.rmatvec(jac, model.jac_f(f), g);
 
     let jac_scale = opts.x_scale == XScale::Jac;
     match &opts.x_scale {
         XScale::Jac => {
-            column_norms(jac, m, scale_inv);
+            column_norms(jac, rows, scale_inv);
             for (si, s) in scale_inv.iter_mut().zip(scale.iter_mut()) {
                 if *si == 0.0 {
                     *si = 1.0;
@@ -239,7 +241,7 @@ pub(super) fn run<M: Model>(
         let dh: Option<&[f64]> = if bounded { Some(&diag_h[..]) } else { None };
         match opts.tr_solver {
             TrSolver::Exact => {
-                k_svd = factor(jac, m, n, d, dh, f, exact)?;
+                k_svd = factor(jac, rows, n, d, dh, model.jac_f(f), exact)?;
             }
             TrSolver::Lsmr(lo) => {
                 has_gram = model.gram(jac, &mut gram[..n * n]);
@@ -326,8 +328,8 @@ pub(super) fn run<M: Model>(
                         step_h,
                         q: QScratch {
                             n: tmp_n2,
-                            m1: tmp_m,
-                            m2: tmp_m2,
+                            m1: &mut tmp_m[..rows],
+                            m2: &mut tmp_m2[..rows],
                         },
                     };
                     predicted = select_step(&jh, &geo, &mut bufs);
@@ -335,8 +337,8 @@ pub(super) fn run<M: Model>(
                     step_h.copy_from_slice(p_h);
                     let mut q = QScratch {
                         n: tmp_n2,
-                        m1: tmp_m,
-                        m2: tmp_m2,
+                        m1: &mut tmp_m[..rows],
+                        m2: &mut tmp_m2[..rows],
                     };
                     predicted = -evaluate_quadratic(&jh, g_h, step_h, None, &mut q);
                     for i in 0..n {
@@ -392,12 +394,12 @@ pub(super) fn run<M: Model>(
             }
             model.jacobian(x, f, lb, ub, jac, probe_x, probe_f);
             njev += 1;
-            if M::DENSE && !jac[..m * n].iter().all(|v| v.is_finite()) {
+            if M::DENSE && !jac[..rows * n].iter().all(|v| v.is_finite()) {
                 return Err(KernelError::NonFinite("trf: Jacobian".into()));
             }
-            model.rmatvec(jac, f, g);
+            model.rmatvec(jac, model.jac_f(f), g);
             if jac_scale {
-                column_norms(jac, m, tmp_n);
+                column_norms(jac, rows, tmp_n);
                 for i in 0..n {
                     scale_inv[i] = tmp_n[i].max(scale_inv[i]);
                     scale[i] = 1.0 / scale_inv[i];

@@ -17,6 +17,10 @@
 //! evaluations at trial points only, never finite-difference probes). Without
 //! any finite bound scipy's unbounded variant is followed instead.
 //!
+//! [`least_squares_dense_qr`] runs the exact solver on the R factor of J = QR (one
+//! row-blocked Householder QR of [J f] per accepted point; every later product n-sized):
+//! the same iteration in exact arithmetic, other rounding.
+//!
 //! Two trust-region sub-problem solvers:
 //! * [`TrSolver::Exact`] (`tr_solver='exact'`): the Moré–Sorensen / SVD solver
 //!   on \[J_h; diag(√diag_h)\], once per outer iteration. The SVD is taken of the
@@ -33,7 +37,9 @@
 //!
 //! How FastSpecFit calls it (SPEC A.2):
 //! * σ★ fit: [`least_squares_fd`], `TrSolver::Exact`, `XScale::Jac`,
-//!   ftol 1e-6, xtol 1e-10, gtol 1e-8, max_nfev 5000;
+//!   ftol 1e-6, xtol 1e-10, gtol 1e-8, max_nfev 5000 (this port: the same options with
+//!   the problem's analytic Jacobian through [`least_squares_dense_qr`], see
+//!   `continuum::vdispfit`);
 //! * line fits: [`least_squares_operator`], `TrSolver::Lsmr` with
 //!   `maxiter: Some(1000)`, `regularize: true`, `XScale::Ones`, ftol 1e-5
 //!   (1e-3 masker / MC), xtol 1e-10 (1e-5), gtol 1e-8, max_nfev 5000.
@@ -65,6 +71,7 @@ use super::KernelError;
 pub use faer::{MatMut, MatRef};
 
 mod common;
+mod compress;
 mod driver;
 mod exact;
 mod lsmr;
@@ -303,6 +310,36 @@ pub fn least_squares_dense<P: DenseJacobian>(
 ) -> Result<TrfSummary, KernelError> {
     let mut model = model::Analytic(problem);
     driver::run(&mut model, x, lb, ub, opts, ws)
+}
+
+/// [`least_squares_dense`] working on the R factor of J = QR: one Householder QR of the
+/// m×n Jacobian (with f) per accepted point, every later product of the iteration n-sized
+/// (see the `compress` module; equal in exact arithmetic, rounding differs). Exact solver
+/// only. The workspace's [`TrfWorkspace::jacobian`] is empty afterwards (J is not kept).
+///
+/// `x` holds x0 on entry and x̂ on return.
+///
+/// # Errors
+/// See the module documentation; additionally [`KernelError::Domain`] for
+/// `TrSolver::Lsmr`.
+pub fn least_squares_dense_qr<P: DenseJacobian>(
+    problem: &mut P,
+    x: &mut [f64],
+    lb: &[f64],
+    ub: &[f64],
+    opts: &TrfOptions,
+    ws: &mut TrfWorkspace,
+) -> Result<TrfSummary, KernelError> {
+    if opts.tr_solver != TrSolver::Exact {
+        return Err(KernelError::Domain(
+            "least_squares_dense_qr needs tr_solver 'exact'".into(),
+        ));
+    }
+    let n = x.len();
+    let mut model = compress::Compressed::new(problem, n);
+    let r = driver::run(&mut model, x, lb, ub, opts, ws);
+    ws.jac_valid = false;
+    r
 }
 
 /// Minimise ½‖f(x)‖² on the box with a matrix-free Jacobian (LSMR solver only).

@@ -46,16 +46,26 @@ pub(super) trait Model {
     fn final_jacobian(&self) -> bool {
         true
     }
+    /// Rows of the stored Jacobian: m, or n for a model that stores the R factor of
+    /// J = QR instead of J (see [`super::compress`]).
+    fn jac_rows(&self) -> usize {
+        self.m()
+    }
+    /// The residual vector the stored Jacobian pairs with: f itself, or Qᵀf (first n
+    /// components) for a model storing R.
+    fn jac_f<'a>(&'a self, f: &'a [f64]) -> &'a [f64] {
+        f
+    }
 }
 
-fn dense_matvec(jac: &[f64], m: usize, v: &[f64], out: &mut [f64]) {
+pub(super) fn dense_matvec(jac: &[f64], m: usize, v: &[f64], out: &mut [f64]) {
     out.fill(0.0);
     for (j, &vj) in v.iter().enumerate() {
         axpy(vj, &jac[j * m..(j + 1) * m], out);
     }
 }
 
-fn dense_rmatvec(jac: &[f64], m: usize, u: &[f64], out: &mut [f64]) {
+pub(super) fn dense_rmatvec(jac: &[f64], m: usize, u: &[f64], out: &mut [f64]) {
     for (j, o) in out.iter_mut().enumerate() {
         *o = dot(&jac[j * m..(j + 1) * m], u);
     }

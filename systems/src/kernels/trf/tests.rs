@@ -207,6 +207,15 @@ fn solve(
     data: &[f64],
     ws: &mut TrfWorkspace,
 ) -> (Vec<f64>, TrfSummary, usize) {
+    solve_as(run, run["jac"].as_str().unwrap(), data, ws)
+}
+
+fn solve_as(
+    run: &serde_json::Value,
+    mode: &str,
+    data: &[f64],
+    ws: &mut TrfWorkspace,
+) -> (Vec<f64>, TrfSummary, usize) {
     let kind = match run["problem"].as_str().unwrap() {
         "gauss" => Kind::Gauss(data.to_vec()),
         "rosen" => Kind::Rosen,
@@ -223,9 +232,10 @@ fn solve(
     let lb = bounds(&run["lb"]);
     let ub = bounds(&run["ub"]);
     let opts = options(run);
-    let res = match run["jac"].as_str().unwrap() {
+    let res = match mode {
         "2-point" => least_squares_fd(&mut prob, &mut x, &lb, &ub, &opts, ws),
         "dense" => least_squares_dense(&mut prob, &mut x, &lb, &ub, &opts, ws),
+        "dense_qr" => least_squares_dense_qr(&mut prob, &mut x, &lb, &ub, &opts, ws),
         "operator" => least_squares_operator(&mut prob, &mut x, &lb, &ub, &opts, ws),
         other => panic!("unknown jac mode {other}"),
     };
@@ -239,9 +249,21 @@ fn matches_scipy_least_squares() {
     let data = vec_f64(&fx["gauss"]["data"]);
     let mut ws = TrfWorkspace::new(10, 2);
     let mut report = Vec::new();
-    for run in fx["runs"].as_array().unwrap() {
-        let name = run["name"].as_str().unwrap();
-        let (x, s, _) = solve(run, &data, &mut ws);
+    // every dense exact-solver run once more through the R-factor model
+    let runs = fx["runs"].as_array().unwrap();
+    let qr_runs = runs
+        .iter()
+        .filter(|r| r["jac"] == "dense" && r["tr_solver"] != "lsmr")
+        .map(|r| (r, "dense_qr"));
+    let mut nqr = 0;
+    for (run, mode) in runs
+        .iter()
+        .map(|r| (r, r["jac"].as_str().unwrap()))
+        .chain(qr_runs)
+    {
+        let name = &format!("{} ({mode})", run["name"].as_str().unwrap());
+        nqr += usize::from(mode == "dense_qr");
+        let (x, s, _) = solve_as(run, mode, &data, &mut ws);
         let want = vec_f64(&run["x"]);
         let lb = bounds(&run["lb"]);
         let ub = bounds(&run["ub"]);
@@ -296,6 +318,7 @@ fn matches_scipy_least_squares() {
             s.njev,
         ));
     }
+    assert!(nqr >= 2, "only {nqr} dense exact runs");
     for (name, got, want, njev) in &report {
         assert_eq!(
             got, want,
