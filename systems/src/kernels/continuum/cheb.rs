@@ -38,7 +38,8 @@ pub struct ChebPsi {
 }
 
 /// Map τ ∈ TAUV_BOUNDS to x ∈ [−1, 1].
-fn to_x(tauv: f64) -> f64 {
+/// τ_V mapped onto [−1, 1] (the Chebyshev variable of the τ_V bounds).
+pub(super) fn to_x(tauv: f64) -> f64 {
     let (lo, hi) = TAUV_BOUNDS;
     (2.0 * tauv - (lo + hi)) / (hi - lo)
 }
@@ -118,29 +119,48 @@ impl ChebPsi {
 
     /// M(τ) into `m` (length `nentry`, column-major `m[t·nband + b]`) by Clenshaw.
     pub fn eval(&mut self, tauv: f64, m: &mut [f64]) {
-        let (ne, n) = (self.nentry, self.degree);
-        let x = to_x(tauv);
-        let x2 = 2.0 * x;
-        self.b1.fill(0.0);
-        self.b2.fill(0.0);
-        // b_k = a_k + 2x·b_{k+1} − b_{k+2}; b1 holds b_{k+1}, b2 holds b_{k+2}.
-        for k in (1..=n).rev() {
-            let a = &self.coef[k * ne..(k + 1) * ne];
-            for e in 0..ne {
-                let bk = a[e] + x2 * self.b1[e] - self.b2[e];
-                self.b2[e] = self.b1[e];
-                self.b1[e] = bk;
-            }
-        }
-        let a0 = &self.coef[..ne];
-        for e in 0..ne {
-            m[e] = a0[e] + x * self.b1[e] - self.b2[e];
-        }
+        clenshaw(
+            &self.coef,
+            self.nentry,
+            self.degree,
+            to_x(tauv),
+            (&mut self.b1, &mut self.b2),
+            m,
+        );
     }
 }
 
-/// Chebyshev coefficients from values at the n + 1 Lobatto nodes cos(πj/n) (DCT-I).
-fn lobatto_coefficients(vals: &[f64], n: usize, ne: usize) -> Vec<f64> {
+/// Σ_k a_k T_k(x) for `ne` interleaved series of degree `n` (`coef[k·ne + e]`) into `out`
+/// by Clenshaw's recurrence b_k = a_k + 2x·b_{k+1} − b_{k+2}; `b` is scratch of length ≥ ne.
+pub(super) fn clenshaw(
+    coef: &[f64],
+    ne: usize,
+    n: usize,
+    x: f64,
+    b: (&mut [f64], &mut [f64]),
+    out: &mut [f64],
+) {
+    let (b1, b2) = (&mut b.0[..ne], &mut b.1[..ne]);
+    let x2 = 2.0 * x;
+    b1.fill(0.0);
+    b2.fill(0.0);
+    // b1 holds b_{k+1}, b2 holds b_{k+2}
+    for k in (1..=n).rev() {
+        let a = &coef[k * ne..(k + 1) * ne];
+        for e in 0..ne {
+            let bk = a[e] + x2 * b1[e] - b2[e];
+            b2[e] = b1[e];
+            b1[e] = bk;
+        }
+    }
+    for e in 0..ne {
+        out[e] = coef[e] + x * b1[e] - b2[e];
+    }
+}
+
+/// Chebyshev coefficients from values at the n + 1 Lobatto nodes cos(πj/n) (DCT-I),
+/// `ne` interleaved series (`vals[j·ne + e]`).
+pub(super) fn lobatto_coefficients(vals: &[f64], n: usize, ne: usize) -> Vec<f64> {
     let cos_tab: Vec<f64> = (0..2 * n)
         .map(|m| (std::f64::consts::PI * m as f64 / n as f64).cos())
         .collect();

@@ -37,6 +37,7 @@
     clippy::needless_range_loop,
     reason = "index loops over several same-length vectors in the numeric kernels"
 )]
+use super::cheb::{clenshaw, lobatto_coefficients, to_x};
 use super::specmodel::{attenuation_into, fill, setup, solve, JointData, JointWorkspace};
 use super::varpro::{TAUV_BOUNDS, TAUV_XATOL};
 use crate::kernels::brent::{minimize_bounded, BoundedOptions};
@@ -123,29 +124,6 @@ pub fn exp_cheb_degree(kmax: f64) -> usize {
         n += 1;
     }
     n
-}
-
-fn to_x(tauv: f64) -> f64 {
-    let (lo, hi) = TAUV_BOUNDS;
-    (2.0 * tauv - (lo + hi)) / (hi - lo)
-}
-
-/// Chebyshev coefficients from values at the n + 1 Lobatto nodes cos(πj/n) (DCT-I).
-fn lobatto_coefficients(vals: &[f64], n: usize, ne: usize) -> Vec<f64> {
-    let mut coef = vec![0.0; (n + 1) * ne];
-    for k in 0..=n {
-        let ck = &mut coef[k * ne..(k + 1) * ne];
-        for j in 0..=n {
-            let w = if j == 0 || j == n { 0.5 } else { 1.0 };
-            let c = w * (std::f64::consts::PI * ((j * k) % (2 * n)) as f64 / n as f64).cos();
-            for (o, v) in ck.iter_mut().zip(&vals[j * ne..(j + 1) * ne]) {
-                *o += c * v;
-            }
-        }
-        let s = if k == 0 || k == n { 1.0 } else { 2.0 } / n as f64;
-        ck.iter_mut().for_each(|v| *v *= s);
-    }
-    coef
 }
 
 impl JointCheb {
@@ -292,22 +270,14 @@ impl JointCheb {
     }
 
     fn eval_entries(&mut self, tauv: f64) {
-        let (ne, n) = (self.ne, self.degree);
-        let x = to_x(tauv);
-        let x2 = 2.0 * x;
-        self.b1.fill(0.0);
-        self.b2.fill(0.0);
-        for k in (1..=n).rev() {
-            let a = &self.coef[k * ne..(k + 1) * ne];
-            for e in 0..ne {
-                let bk = a[e] + x2 * self.b1[e] - self.b2[e];
-                self.b2[e] = self.b1[e];
-                self.b1[e] = bk;
-            }
-        }
-        for e in 0..ne {
-            self.e[e] = self.coef[e] + x * self.b1[e] - self.b2[e];
-        }
+        clenshaw(
+            &self.coef,
+            self.ne,
+            self.degree,
+            to_x(tauv),
+            (&mut self.b1, &mut self.b2),
+            &mut self.e,
+        );
     }
 
     /// Refit with new fluxes `data.specflux` / `data.objflam` (same weights and models as at
@@ -433,25 +403,15 @@ impl JointCheb {
         let nt = self.nt;
         let nb = self.nb;
         self.eval_entries(tauv);
-        // h_s from its Chebyshev series (Clenshaw)
-        {
-            let x = to_x(tauv);
-            let x2 = 2.0 * x;
-            let (b1, b2) = (&mut self.b1[..nt], &mut self.b2[..nt]);
-            b1.fill(0.0);
-            b2.fill(0.0);
-            for k in (1..=self.hdeg).rev() {
-                let a = &self.hcoef[k * nt..(k + 1) * nt];
-                for t in 0..nt {
-                    let bk = a[t] + x2 * b1[t] - b2[t];
-                    b2[t] = b1[t];
-                    b1[t] = bk;
-                }
-            }
-            for t in 0..nt {
-                self.h[t] = self.hcoef[t] + x * b1[t] - b2[t];
-            }
-        }
+        // h_s from its Chebyshev series
+        clenshaw(
+            &self.hcoef,
+            nt,
+            self.hdeg,
+            to_x(tauv),
+            (&mut self.b1, &mut self.b2),
+            &mut self.h,
+        );
         let off_p = nt * nt;
         let off_d = off_p + nb * nt;
         for t in 0..nt {

@@ -13,6 +13,7 @@ use super::super::KernelError;
 use super::mapping::ParamsMapping;
 use super::optimize::GaussCache;
 use super::profile::{line_geom, EmlineSpectrum, C_LIGHT, MAX_SDEV, SIGMA_G};
+use crate::kernels::nnls::householder::dot;
 
 /// FastSpecFit's `max_buffer_width`: a safe bound on the pixels any line
 /// covers, + 2·padding + 4.
@@ -526,7 +527,7 @@ impl EmlineJacobian {
                 if lo >= hi {
                     continue;
                 }
-                let v = dot4(vals(&ca, lo, hi), vals(cb, lo, hi));
+                let v = dot(vals(&ca, lo, hi), vals(cb, lo, hi));
                 for &(pa, fa) in &self.elts[ca.e0..ca.e1] {
                     for &(pb, fb) in &self.elts[cb.e0..cb.e1] {
                         let t = fa * fb * v;
@@ -539,27 +540,6 @@ impl EmlineJacobian {
             }
         }
     }
-}
-
-/// Σ aᵢ bᵢ with four interleaved partial sums.
-#[inline]
-fn dot4(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f64; 4];
-    let mut ca = a.chunks_exact(4);
-    let mut cb = b.chunks_exact(4);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        acc[0] += x[0] * y[0];
-        acc[1] += x[1] * y[1];
-        acc[2] += x[2] * y[2];
-        acc[3] += x[3] * y[3];
-    }
-    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        s += x * y;
-    }
-    s
 }
 
 /// In place: column k of J (local range [s, e)) ← diag(w)·W·column, range
