@@ -417,6 +417,10 @@ pub struct VdispProblem<'a> {
     conv_sigma: Option<f64>,
     /// conv_σ(F_t) on the window, `[nt][whi − wlo]`.
     conv: Vec<f64>,
+    /// The first σ convolved (every fit of a target starts at the same x0) and its
+    /// `conv`, kept so each refit's first evaluation skips the nT inverse FFTs.
+    pin_sigma: Option<f64>,
+    conv_pin: Vec<f64>,
     /// τ of `az`.
     az_tau: Option<f64>,
     /// A(τ)·Z on the window.
@@ -486,6 +490,8 @@ impl<'a> VdispProblem<'a> {
             kern: Kernel::default(),
             conv_sigma: None,
             conv: vec![0.0; nt * nw],
+            pin_sigma: None,
+            conv_pin: Vec::new(),
             az_tau: None,
             az: vec![0.0; nw],
             ycomb_c: vec![0.0; nt],
@@ -537,9 +543,16 @@ impl<'a> VdispProblem<'a> {
         if self.kern.sigma != Some(sigma) {
             self.kern.set(&self.m.grid, sigma)?;
         }
+        if self.pin_sigma == Some(sigma) {
+            self.conv.copy_from_slice(&self.conv_pin);
+            self.conv_sigma = Some(sigma);
+            return Ok(());
+        }
         let r = self.kern.radius();
         if r > self.win.radius {
-            // wider than the 500 km/s pre-cache radius: re-plan the window (rare)
+            // wider than the 500 km/s pre-cache radius: re-plan the window (rare; the
+            // pinned convolution came from the other plan)
+            self.pin_sigma = None;
             self.win = WindowConv::new(
                 self.m.flux_nolines,
                 self.nt,
@@ -559,8 +572,15 @@ impl<'a> VdispProblem<'a> {
         let nf = self.win.nf();
         for t in 0..self.nt {
             let out = &mut self.conv[t * nw..(t + 1) * nw];
-            // window pixels outside the convolved segment are copies
-            out.copy_from_slice(&self.m.flux_nolines[t * nwv + wlo..t * nwv + whi]);
+            // window pixels outside the convolved segment [cl, ch) are copies
+            let src = &self.m.flux_nolines[t * nwv + wlo..t * nwv + whi];
+            let (c0, c1) = if nf > 0 {
+                (self.win.cl - wlo, self.win.ch - wlo)
+            } else {
+                (nw, nw)
+            };
+            out[..c0].copy_from_slice(&src[..c0]);
+            out[c1..].copy_from_slice(&src[c1..]);
             if nf > 0 {
                 let w = &mut self.win;
                 for ((s, f), &k) in w
@@ -576,6 +596,10 @@ impl<'a> VdispProblem<'a> {
         }
         self.conv_sigma = Some(sigma);
         self.n_conv += 1;
+        if self.pin_sigma.is_none() {
+            self.conv_pin.clone_from(&self.conv);
+            self.pin_sigma = Some(sigma);
+        }
         Ok(())
     }
 
@@ -671,12 +695,16 @@ impl<'a> VdispProblem<'a> {
         let wlo = self.win.wlo;
         let kl = &self.m.klambda[wlo..self.win.whi];
         // sources: −k·A·Z·ycomb (τ), A·Z·∂σ conv (σ), A·Z·conv F_t (c_t)
-        let (az, vm) = (&self.az, &mut self.vmat);
-        set_lane(vm, nl, 0, |j| -kl[j] * az[j] * self.ycomb[j]);
-        set_lane(vm, nl, 1, |j| az[j] * self.dconv[j]);
-        for t in 0..nt {
-            let ct = &self.conv[t * nw..(t + 1) * nw];
-            set_lane(vm, nl, 2 + t, |j| az[j] * ct[j]);
+        // one pass over the pixels (the padding lanes stay zero)
+        let (az, yc, dc, conv) = (&self.az, &self.ycomb, &self.dconv, &self.conv);
+        for (j, vj) in self.vmat.chunks_exact_mut(nl).enumerate() {
+            let a = az[j];
+            vj[0].as_mut_array()[0] = -kl[j] * a * yc[j];
+            vj[0].as_mut_array()[1] = a * dc[j];
+            for t in 0..nt {
+                let c = 2 + t;
+                vj[c / 4].as_mut_array()[c % 4] = a * conv[t * nw + j];
+            }
         }
         // the columns of J as slices (τ, σ, c_1, …)
         let ncols = nt + 2;
@@ -768,14 +796,6 @@ fn dot4(a: &[f64], b: &[f64]) -> f64 {
         s += x * y;
     }
     s
-}
-
-/// Column `c` of the interleaved sources `v` (`nl` lanes per pixel) from `src(j)`.
-#[inline]
-fn set_lane(v: &mut [f64x4], nl: usize, c: usize, src: impl Fn(usize) -> f64) {
-    for (j, vj) in v.chunks_exact_mut(nl).enumerate() {
-        vj[c / 4].as_mut_array()[c % 4] = src(j);
-    }
 }
 
 /// J[a, c] = istd_a·Σ_j L[i_a, j]·v[j − wlo][c] over the active rows a into the column
@@ -946,6 +966,11 @@ impl DenseJacobian for VdispProblem<'_> {
             }
             self.error.get_or_insert(e);
         }
+    }
+
+    /// fastspec uses only x̂ of the σ fit: no Jacobian at the terminating point.
+    fn final_jacobian(&self) -> bool {
+        false
     }
 }
 

@@ -232,4 +232,8 @@ impl<P: DenseJacobian> Model for Compressed<'_, P> {
     fn jac_f<'b>(&'b self, _f: &'b [f64]) -> &'b [f64] {
         &self.qf
     }
+
+    fn final_jacobian(&self) -> bool {
+        self.problem.final_jacobian()
+    }
 }

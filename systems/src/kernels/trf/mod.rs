@@ -96,6 +96,11 @@ pub trait DenseJacobian: Problem {
     /// Write J(x) = ∂f/∂x (m×n) into `jac`. Called after `residuals(x)` at the
     /// same x.
     fn jacobian(&mut self, x: &[f64], jac: MatMut<'_, f64>);
+    /// As [`OperatorJacobian::final_jacobian`]: whether J must be evaluated at a
+    /// point accepted by the step that also met ftol / xtol (default `true`).
+    fn final_jacobian(&self) -> bool {
+        true
+    }
 }
 
 /// A [`Problem`] whose Jacobian is available only as a linear operator.
