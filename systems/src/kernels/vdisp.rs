@@ -223,11 +223,17 @@ const BLOCK: usize = 512;
 /// each inner loop is a contiguous, vectorisable axpy on cache-resident data and every
 /// output pixel accumulates its taps in the same order (k = −r … r).
 fn convolve_same(x: &[f64], g: &[f64], out: &mut [f64]) {
+    convolve_same_part(x, g, out, 0..x.len());
+}
+
+/// [`convolve_same`] on the output pixels `part` only (the others are not written); each
+/// of them gets the same value, bit for bit, as from the whole convolution.
+fn convolve_same_part(x: &[f64], g: &[f64], out: &mut [f64], part: std::ops::Range<usize>) {
     let n = x.len();
     let r = g.len() / 2;
-    out.iter_mut().for_each(|o| *o = 0.0);
-    for b0 in (0..n).step_by(BLOCK) {
-        let b1 = (b0 + BLOCK).min(n);
+    out[part.clone()].iter_mut().for_each(|o| *o = 0.0);
+    for b0 in part.clone().step_by(BLOCK) {
+        let b1 = (b0 + BLOCK).min(part.end);
         for (k, &w) in g.iter().rev().enumerate() {
             // out[i] += w · x[i + k − r], valid where 0 ≤ i + k − r < n
             let i0 = r.saturating_sub(k).max(b0);
@@ -299,6 +305,55 @@ pub fn convolve_direct_rows(
     check_len("output", out.len(), flux.len())?;
     for (row, orow) in flux.chunks_exact(nwave).zip(out.chunks_exact_mut(nwave)) {
         convolve_direct(row, grid, sigma_kms, ws, orow)?;
+    }
+    Ok(())
+}
+
+/// [`convolve_direct_rows`] on the output pixels `part` of every row only (the others are
+/// not written): the same values, bit for bit, on `part` — for callers that read only a
+/// window of the convolved templates (e.g. the pixels a spectral operator reads).
+///
+/// # Errors
+/// As [`convolve_direct_rows`], plus [`KernelError::Shape`] for `part` beyond `nwave`.
+pub fn convolve_direct_rows_range(
+    flux: &[f64],
+    nwave: usize,
+    grid: &VdispGrid,
+    sigma_kms: f64,
+    ws: &mut VdispWorkspace,
+    out: &mut [f64],
+    part: std::ops::Range<usize>,
+) -> Result<(), KernelError> {
+    if flux.len().checked_rem(nwave) != Some(0) {
+        return Err(KernelError::Shape(format!(
+            "{} values are not rows of {nwave}",
+            flux.len()
+        )));
+    }
+    check_len("output", out.len(), flux.len())?;
+    grid.check(nwave)?;
+    if part.start > part.end || part.end > nwave {
+        return Err(KernelError::Shape(format!(
+            "pixel range {part:?} outside {nwave} pixels"
+        )));
+    }
+    let sigma_pix = grid.sigma_pix(sigma_kms)?;
+    if let Some(s) = sigma_pix {
+        ws.set_kernel(s)?;
+    }
+    let (lo, hi) = (grid.lo, grid.hi);
+    // the convolved part, relative to the segment [lo, hi)
+    let (clo, chi) = (part.start.max(lo), part.end.min(hi));
+    for (row, orow) in flux.chunks_exact(nwave).zip(out.chunks_exact_mut(nwave)) {
+        orow[part.clone()].copy_from_slice(&row[part.clone()]);
+        if sigma_pix.is_some() && clo < chi {
+            convolve_same_part(
+                &row[lo..hi],
+                &ws.kernel,
+                &mut orow[lo..hi],
+                clo - lo..chi - lo,
+            );
+        }
     }
     Ok(())
 }

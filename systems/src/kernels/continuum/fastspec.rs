@@ -76,7 +76,9 @@ use crate::kernels::synthphot::{photflam_factor, FilterPre};
 use crate::kernels::trf::{
     least_squares_dense_qr, Problem, TrSolver, TrfOptions, TrfWorkspace, XScale,
 };
-use crate::kernels::vdisp::{convolve_direct_rows, PreCache, VdispGrid, VdispWorkspace};
+use crate::kernels::vdisp::{
+    convolve_direct_rows, convolve_direct_rows_range, PreCache, VdispGrid, VdispWorkspace,
+};
 use crate::kernels::KernelError;
 
 /// Start the Monte Carlo σ refits from the best fit instead of FastSpecFit's x0. Off: with
@@ -543,10 +545,14 @@ pub fn fit_fastspec(
         // (a) χ² scan
         let span = tracing::debug_span!("cont.vdisp_scan").entered();
         let mut chi2 = [0.0; VDISP_NGRID];
+        let (jlo, jhi) = op.range();
         let (lo, hi) = t.vdisp_bounds;
         for (k, c2) in chi2.iter_mut().enumerate() {
             let sigma = lo + (hi - lo) * k as f64 / (VDISP_NGRID - 1) as f64;
-            let fl = convolve(t.flux_nolines, sigma, &mut vws)?;
+            // only the template pixels the operator reads (the rest is never read)
+            let sel = select_rows(t.flux_nolines, nw, &rows);
+            let mut fl = vec![0.0; sel.len()];
+            convolve_direct_rows_range(&sel, nw, &t.grid, sigma, &mut vws, &mut fl, jlo..jhi)?;
             *c2 = spec_only_fit(inp, &st, &op, &fl, &specflux, &fitmask_istd, &mut ws.joint)?.2;
         }
         let scan_ok = inp

@@ -194,4 +194,24 @@ fn direct_rows_and_shape_errors() {
     assert!(
         convolve_direct_rows(&flux[..nwave + 1], nwave, &grid, 1.0, &mut ws, &mut all).is_err()
     );
+    // a pixel range gives the same bits on the range (straddling a segment edge, inside
+    // the segment, outside it) and leaves the rest alone
+    convolve_direct_rows(&flux, nwave, &grid, 150.0, &mut ws, &mut all).unwrap();
+    for part in [5..40, 30..270, 270..300, 0..300, 100..100] {
+        let mut got = vec![-7.0; flux.len()];
+        convolve_direct_rows_range(&flux, nwave, &grid, 150.0, &mut ws, &mut got, part.clone())
+            .unwrap();
+        for (t, (g, a)) in got.chunks(nwave).zip(all.chunks(nwave)).enumerate() {
+            for j in 0..nwave {
+                if part.contains(&j) {
+                    assert_eq!(g[j].to_bits(), a[j].to_bits(), "row {t} pixel {j}");
+                } else {
+                    assert_eq!(g[j], -7.0);
+                }
+            }
+        }
+    }
+    assert!(
+        convolve_direct_rows_range(&flux, nwave, &grid, 150.0, &mut ws, &mut all, 10..301).is_err()
+    );
 }
