@@ -89,6 +89,10 @@ pub struct FitArgs {
     /// Number of threads in total for this process.
     #[arg(long, default_value_t = 1)]
     pub mp: usize,
+    /// Targets fitted together in one pass through the systems (default 32 per thread):
+    /// bounds the memory of a file of any size; outputs do not depend on it.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
     /// Fit at most this many targets per file (after selection).
     #[arg(short = 'n', long)]
     pub ntargets: Option<usize>,

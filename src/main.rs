@@ -115,8 +115,15 @@ fn main() -> ExitCode {
         }
         Command::Compare(a) => match fastspecfit::compare::run_compare(a) {
             Ok(report) => {
-                print!("{report}");
-                ExitCode::SUCCESS
+                use std::io::Write;
+                // a reader that stops early (`| head`) is not an error
+                match std::io::stdout().lock().write_all(report.as_bytes()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                        eprintln!("error: writing the report: {e}");
+                        ExitCode::FAILURE
+                    }
+                    _ => ExitCode::SUCCESS,
+                }
             }
             Err(e) => {
                 eprintln!("error: {e:#}");

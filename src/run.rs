@@ -457,6 +457,9 @@ pub fn prefetch(
     rx
 }
 
+/// Default targets per batch and thread of [`Engine::fit_file`].
+pub const DEFAULT_BATCH_PER_THREAD: usize = 32;
+
 /// The long-lived ECS world and schedule: run-level resources stay, targets come and go.
 pub struct Engine {
     world: World,
@@ -464,6 +467,8 @@ pub struct Engine {
     /// Targets fitted so far whose seeds precede the next file's (single-output runs draw one
     /// seed stream over all files, as FastSpecFit; the production driver resets it per file).
     pub seed_offset: usize,
+    /// Targets per pass through the schedule (see [`Engine::fit_file`]).
+    pub batch: usize,
 }
 
 impl Engine {
@@ -519,6 +524,10 @@ impl Engine {
             world,
             schedule,
             seed_offset: 0,
+            batch: ctx
+                .args
+                .batch_size
+                .unwrap_or(DEFAULT_BATCH_PER_THREAD * ctx.args.mp.max(1)),
         })
     }
 
@@ -542,88 +551,111 @@ impl Engine {
         self.world
             .insert_resource(fsf_components::SeedOffset(self.seed_offset));
         self.seed_offset += kept.len();
-        let mut z = Vec::with_capacity(kept.len());
-        for (k, &i) in kept.iter().enumerate() {
-            let mut zi = targets.z[i];
-            if zi <= 0.0 {
-                tracing::warn!(
-                    targetid = targets.targetid[i],
-                    z = zi,
-                    "redshift <= 0; setting it to 1e-8"
-                );
-                zi = 1e-8;
-            }
-            z.push(zi);
-            let mut entity = self.world.spawn((
-                Target {
-                    row: k,
-                    targetid: targets.targetid[i],
-                },
-                Redshift { z: zi },
-                SkyPosition {
-                    ra_deg: phot.ra[i],
-                    dec_deg: phot.dec[i],
-                },
-                ObservedPhotometry {
-                    photsys: phot.photsys[i].clone(),
-                    flux_nmgy: phot.flux.iter().map(|b| b[i]).collect(),
-                    ivar_nmgy2: phot.flux_ivar.iter().map(|b| b[i]).collect(),
-                    fiberflux_nmgy: phot.fiberflux.iter().map(|b| b[i]).collect(),
-                    fibertotflux_nmgy: phot.fibertotflux.iter().map(|b| b[i]).collect(),
-                },
-                MilkyWayDust::default(),
-                FitStatus::default(),
-                (
-                    PreparedSpectrum::default(),
-                    ContinuumFit::default(),
-                    PhysicalProperties::default(),
-                    SpectralFit::default(),
-                ),
-                (
-                    passes::fastspec::CameraLineMasks::default(),
-                    passes::fastspec::SpectralContinuum::default(),
-                    passes::fastspec::LineFitState::default(),
-                ),
-            ));
-            if let Some(ebv) = input_ebv.as_ref().and_then(|e| e.get(k)) {
-                entity.insert(fsf_components::InputEbv(*ebv));
-            }
-        }
-        self.schedule.run(&mut self.world);
-
         let nk = kept.len();
+        let mut z = Vec::with_capacity(nk);
         let mut dust = vec![MilkyWayDust::default(); nk];
         let mut continuum = vec![ContinuumFit::default(); nk];
         let mut props = vec![PhysicalProperties::default(); nk];
         let mut status = vec![FitStatus::default(); nk];
         let mut spectral = vec![SpectralFit::default(); nk];
-        let mut q = self.world.query::<(
-            Entity,
-            &Target,
-            &MilkyWayDust,
-            &FitStatus,
-            &ContinuumFit,
-            &PhysicalProperties,
-            &mut SpectralFit,
-            &PreparedSpectrum,
-        )>();
-        let mut entities = Vec::with_capacity(nk);
-        for (e, t, d, s, c, p, mut sf, prep) in q.iter_mut(&mut self.world) {
-            if sf.flux_synth_nmgy.is_empty() {
-                sf.flux_synth_nmgy = prep.flux_synth_nmgy.clone();
+        // Targets go through the passes in batches: a target's working set (Monte Carlo
+        // spectra, convolved templates, line-fit state) lives only while its batch runs, so
+        // memory is bounded by the batch, not by the file. Each target's results depend only
+        // on its own data and seed (file row), never on the batch.
+        let batch = self.batch.max(1);
+        let nbatch = nk.div_ceil(batch);
+        for (b, b0) in (0..nk).step_by(batch).enumerate() {
+            let b1 = (b0 + batch).min(nk);
+            for (k, &i) in kept.iter().enumerate().take(b1).skip(b0) {
+                let mut zi = targets.z[i];
+                if zi <= 0.0 {
+                    tracing::warn!(
+                        targetid = targets.targetid[i],
+                        z = zi,
+                        "redshift <= 0; setting it to 1e-8"
+                    );
+                    zi = 1e-8;
+                }
+                z.push(zi);
+                let mut entity = self.world.spawn((
+                    Target {
+                        row: k,
+                        targetid: targets.targetid[i],
+                    },
+                    Redshift { z: zi },
+                    SkyPosition {
+                        ra_deg: phot.ra[i],
+                        dec_deg: phot.dec[i],
+                    },
+                    ObservedPhotometry {
+                        photsys: phot.photsys[i].clone(),
+                        flux_nmgy: phot.flux.iter().map(|b| b[i]).collect(),
+                        ivar_nmgy2: phot.flux_ivar.iter().map(|b| b[i]).collect(),
+                        fiberflux_nmgy: phot.fiberflux.iter().map(|b| b[i]).collect(),
+                        fibertotflux_nmgy: phot.fibertotflux.iter().map(|b| b[i]).collect(),
+                    },
+                    MilkyWayDust::default(),
+                    FitStatus::default(),
+                    (
+                        PreparedSpectrum::default(),
+                        ContinuumFit::default(),
+                        PhysicalProperties::default(),
+                        SpectralFit::default(),
+                    ),
+                    (
+                        passes::fastspec::CameraLineMasks::default(),
+                        passes::fastspec::SpectralContinuum::default(),
+                        passes::fastspec::LineFitState::default(),
+                    ),
+                ));
+                if let Some(ebv) = input_ebv.as_ref().and_then(|e| e.get(k)) {
+                    entity.insert(fsf_components::InputEbv(*ebv));
+                }
             }
-            dust[t.row] = d.clone();
-            continuum[t.row] = c.clone();
-            props[t.row] = p.clone();
-            status[t.row] = s.clone();
-            spectral[t.row] = std::mem::take(&mut *sf);
-            if !s.ok() {
-                summary.flagged += 1;
+            self.schedule.run(&mut self.world);
+
+            let mut q = self.world.query::<(
+                Entity,
+                &Target,
+                &MilkyWayDust,
+                &FitStatus,
+                &mut ContinuumFit,
+                &PhysicalProperties,
+                &mut SpectralFit,
+                &PreparedSpectrum,
+            )>();
+            let mut entities = Vec::with_capacity(b1 - b0);
+            for (e, t, d, s, mut c, p, mut sf, prep) in q.iter_mut(&mut self.world) {
+                if sf.flux_synth_nmgy.is_empty() {
+                    sf.flux_synth_nmgy = prep.flux_synth_nmgy.clone();
+                }
+                dust[t.row] = d.clone();
+                // the outputs read neither the SEDs, the Monte Carlo coefficients nor the
+                // convolved templates: keep them out of the file's results
+                let mut cf = std::mem::take(&mut *c);
+                cf.sedmodel = Vec::new();
+                cf.sedmodel_nolines = Vec::new();
+                cf.mc_coeff = Vec::new();
+                cf.templates_vdisp = None;
+                continuum[t.row] = cf;
+                props[t.row] = p.clone();
+                status[t.row] = s.clone();
+                spectral[t.row] = std::mem::take(&mut *sf);
+                if !s.ok() {
+                    summary.flagged += 1;
+                }
+                entities.push(e);
             }
-            entities.push(e);
-        }
-        for e in entities {
-            self.world.despawn(e);
+            for e in entities {
+                self.world.despawn(e);
+            }
+            if nbatch > 1 {
+                tracing::info!(
+                    targets = format!("{b1}/{nk}"),
+                    "fitted batch {}/{nbatch}",
+                    b + 1
+                );
+            }
         }
         self.world.remove_resource::<SpectraColumns>();
         summary.files += 1;

@@ -174,3 +174,16 @@ pub fn max_rel(a: &[f64], b: &[f64], floor: f64) -> f64 {
         .map(|(x, y)| (x - y).abs() / y.abs().max(floor))
         .fold(0.0, f64::max)
 }
+
+/// File bytes with the CHECKSUM/DATASUM cards (which carry a date) blanked.
+pub fn stable_bytes(p: &Path) -> Vec<u8> {
+    let mut b = std::fs::read(p).unwrap();
+    for i in (0..b.len()).step_by(80) {
+        if b[i..].starts_with(b"CHECKSUM=") || b[i..].starts_with(b"DATASUM =") {
+            for x in &mut b[i..i + 80] {
+                *x = b' ';
+            }
+        }
+    }
+    b
+}

@@ -9,7 +9,7 @@ use fastspecfit::io::fits::{write_fits_atomic, ColData, FitsReader, OutColumn, O
 use fastspecfit::io::spectra::read_spectra;
 use fastspecfit::simulate::{simulate, SimulateArgs, SimulatedSet};
 
-use super::common::{desi, run, s};
+use super::common::{desi, run, s, stable_bytes};
 
 fn sim(dir: &Path, n: usize, seed: u64, noiseless: bool) -> SimulatedSet {
     let args = SimulateArgs {
@@ -123,6 +123,33 @@ fn our_fastspec_runs_on_a_simulated_set_and_compare_reports_agreement() {
             .num_rows("METADATA")
             .unwrap(),
         5
+    );
+    // targets pass through the systems in batches (bounded memory): batches of 2 give
+    // the same bytes as the whole file in one batch
+    let out2 = d.path().join("fastspec-batch2.fits");
+    let o = run(&[
+        "fastspec",
+        &s(&set.redrock),
+        "-o",
+        &s(&out2),
+        "--mapdir",
+        &s(&desi()),
+        "--fphotodir",
+        &phot,
+        "--fphotofile",
+        &s(&set.phot_yaml),
+        "--batch-size",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("fitted batch 3/3"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stable_bytes(&out) == stable_bytes(&out2),
+        "outputs differ between one batch and batches of 2"
     );
 
     let args = CompareArgs {
