@@ -5,8 +5,11 @@
 //! named `COL[k]`) the report gives: the number of matched rows with finite values, the
 //! median ratio A/B, the robust (1.4826·MAD) scatter of (A−B)/σ with
 //! σ = √(1/ivar_A + 1/ivar_B) from the `COL_IVAR` columns when either table has them,
-//! and the fraction of rows with |A−B| ≤ atol + rtol·|B|. With `--truth`, A and B are
-//! each also compared with the truth table.
+//! and the fraction of rows with |A−B| ≤ atol + rtol·|B| (or, with `--stol K`,
+//! |A−B| ≤ K·σ_B, σ_B = 1/√ivar_B — "within 2% or 0.1σ"). `--min-snr S` keeps, for a
+//! column with `_IVAR`, only the rows where both tables measure it at |value|·√ivar ≥ S
+//! (e.g. emission lines with S/N > 3); columns without ivar are unaffected. With
+//! `--truth`, A and B are each also compared with the truth table.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -46,6 +49,36 @@ pub struct CompareArgs {
     /// Absolute tolerance of the "within tolerance" fraction.
     #[arg(long, default_value_t = 0.0)]
     pub atol: f64,
+    /// Also within tolerance: |A−B| ≤ stol·σ_B, σ_B from B's `COL_IVAR` (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    pub stol: f64,
+    /// Only rows measured at S/N ≥ this in both tables (columns with `COL_IVAR`).
+    #[arg(long)]
+    pub min_snr: Option<f64>,
+}
+
+/// The "within tolerance" test of [`compare_tables_with`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tolerance {
+    /// Relative tolerance.
+    pub rtol: f64,
+    /// Absolute tolerance.
+    pub atol: f64,
+    /// Tolerance in units of B's error (0: off).
+    pub stol: f64,
+    /// Minimum S/N of a row in both tables (columns with ivar only).
+    pub min_snr: Option<f64>,
+}
+
+impl Tolerance {
+    fn of(args: &CompareArgs) -> Self {
+        Tolerance {
+            rtol: args.rtol,
+            atol: args.atol,
+            stol: args.stol,
+            min_snr: args.min_snr,
+        }
+    }
 }
 
 /// One table read for comparison: TARGETIDs and every numeric column as f64.
@@ -184,7 +217,8 @@ fn robust_scatter(v: &mut [f64]) -> f64 {
     1.4826 * median(&mut dev)
 }
 
-/// Compare every common numeric column of `a` and `b` (restricted to `only` if given).
+/// Compare every common numeric column of `a` and `b` (restricted to `only` if given)
+/// with the tolerance |A−B| ≤ atol + rtol·|B|.
 pub fn compare_tables(
     a: &NumTable,
     b: &NumTable,
@@ -192,6 +226,27 @@ pub fn compare_tables(
     rtol: f64,
     atol: f64,
 ) -> (usize, Vec<ColumnStats>) {
+    compare_tables_with(
+        a,
+        b,
+        only,
+        &Tolerance {
+            rtol,
+            atol,
+            stol: 0.0,
+            min_snr: None,
+        },
+    )
+}
+
+/// [`compare_tables`] with the full [`Tolerance`] (σ tolerance, S/N selection).
+pub fn compare_tables_with(
+    a: &NumTable,
+    b: &NumTable,
+    only: Option<&[String]>,
+    tol: &Tolerance,
+) -> (usize, Vec<ColumnStats>) {
+    let (rtol, atol) = (tol.rtol, tol.atol);
     let brow: HashMap<i64, usize> = b
         .targetid
         .iter()
@@ -228,19 +283,37 @@ pub fn compare_tables(
                 if !(x.is_finite() && y.is_finite()) {
                     continue;
                 }
-                n += 1;
-                if y != 0.0 {
-                    ratios.push(x / y);
-                }
-                if (x - y).abs() <= atol + rtol * y.abs() {
-                    within += 1;
-                }
                 let var = |iv: Option<&(String, Vec<f64>, usize)>, row: usize, rep: usize| {
                     iv.filter(|c| c.2 == rep)
                         .and_then(|c| c.1.get(row * rep + k).copied())
                         .map(|v| if v > 0.0 { 1.0 / v } else { 0.0 })
                 };
                 let (sa, sb) = (var(iva, i, *ra), var(ivb, j, *rb));
+                if let Some(smin) = tol.min_snr {
+                    // S/N = |value|/σ (0 where the ivar is 0); rows of a column with ivar only
+                    let snr = |v: f64, s2: Option<f64>| {
+                        s2.map(|s2| if s2 > 0.0 { v.abs() / s2.sqrt() } else { 0.0 })
+                    };
+                    match (snr(x, sa), snr(y, sb)) {
+                        (None, None) => {}
+                        (p, q) => {
+                            if p.unwrap_or(f64::INFINITY) < smin
+                                || q.unwrap_or(f64::INFINITY) < smin
+                            {
+                                continue;
+                            }
+                        }
+                    }
+                }
+                n += 1;
+                if y != 0.0 {
+                    ratios.push(x / y);
+                }
+                let stol_ok = tol.stol > 0.0
+                    && sb.is_some_and(|s2| s2 > 0.0 && (x - y).abs() <= tol.stol * s2.sqrt());
+                if (x - y).abs() <= atol + rtol * y.abs() || stol_ok {
+                    within += 1;
+                }
                 if sa.is_some() || sb.is_some() {
                     let s2 = sa.unwrap_or(0.0) + sb.unwrap_or(0.0);
                     if s2 > 0.0 {
@@ -270,7 +343,7 @@ pub fn compare_tables(
 }
 
 fn section(report: &mut String, a: &NumTable, b: &NumTable, args: &CompareArgs) {
-    let (nmatch, stats) = compare_tables(a, b, args.columns.as_deref(), args.rtol, args.atol);
+    let (nmatch, stats) = compare_tables_with(a, b, args.columns.as_deref(), &Tolerance::of(args));
     let _ = writeln!(
         report,
         "A = {}[{}] ({} rows)\nB = {}[{}] ({} rows)\nmatched on TARGETID: {nmatch}; tolerance |A-B| <= {} + {}*|B|",
@@ -283,6 +356,15 @@ fn section(report: &mut String, a: &NumTable, b: &NumTable, args: &CompareArgs) 
         args.atol,
         args.rtol
     );
+    if args.stol > 0.0 {
+        let _ = writeln!(report, "  or |A-B| <= {} sigma_B", args.stol);
+    }
+    if let Some(smin) = args.min_snr {
+        let _ = writeln!(
+            report,
+            "  columns with _IVAR: only rows with S/N >= {smin} in both tables"
+        );
+    }
     let _ = writeln!(
         report,
         "{:<32} {:>6} {:>14} {:>12} {:>10}",

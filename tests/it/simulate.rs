@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use fastspecfit::compare::{compare_tables, read_num_table, run_compare, CompareArgs};
+use fastspecfit::compare::{
+    compare_tables, compare_tables_with, read_num_table, run_compare, CompareArgs, Tolerance,
+};
 use fastspecfit::io::desi::{read_targets, SelectOptions};
 use fastspecfit::io::fits::{write_fits_atomic, ColData, FitsReader, OutColumn, OutHdu};
 use fastspecfit::io::spectra::read_spectra;
@@ -162,6 +164,8 @@ fn our_fastspec_runs_on_a_simulated_set_and_compare_reports_agreement() {
         columns: None,
         rtol: 1e-3,
         atol: 0.0,
+        stol: 0.0,
+        min_snr: None,
     };
     let report = run_compare(&args).unwrap();
     let z = report.lines().find(|l| l.starts_with("Z ")).unwrap();
@@ -232,4 +236,29 @@ fn compare_reports_a_perturbation_in_ratio_sigma_and_tolerance() {
     let (_, loose) = compare_tables(&a, &b, Some(&["X".to_string()]), 0.02, 0.0);
     assert_eq!(loose.len(), 1);
     assert_eq!(loose[0].frac_within, 1.0);
+    // σ tolerance: |A-B| = 0.01 x <= 0.305 σ (σ = 1) for x = 11..30, half the rows
+    let tol = Tolerance {
+        rtol: 1e-3,
+        atol: 0.0,
+        stol: 0.305,
+        min_snr: None,
+    };
+    let only = ["X".to_string(), "V".to_string()];
+    let (_, st) = compare_tables_with(&a, &b, Some(&only), &tol);
+    assert_eq!((st[0].name.as_str(), st[0].n), ("X", 40));
+    assert_eq!(st[0].frac_within, 0.5);
+    // S/N selection: x >= 30.5 in A and 1.01 x >= 30.5 in B keeps x = 31..50; V has no
+    // ivar and keeps every row
+    let (_, st) = compare_tables_with(
+        &a,
+        &b,
+        Some(&only),
+        &Tolerance {
+            min_snr: Some(30.5),
+            ..tol
+        },
+    );
+    assert_eq!(st[0].n, 20);
+    assert_eq!(st[0].frac_within, 0.0);
+    assert!(st[1..].iter().all(|s| s.n == 40), "{st:?}");
 }
