@@ -199,6 +199,23 @@ if [[ $PEER_SPEC_OK == 1 && -f $OUT/fastspec-ours-mp1.fits ]]; then
     done | awk '$1 ~ /^(COEFF|TAUV|VDISP|VDISP_IVAR|LOGMSTAR|SFR|DN4000_MODEL|APERCORR|RCHI2_CONT|RCHI2_LINE|HALPHA_FLUX|HBETA_FLUX|OIII_5007_FLUX|OII_3729_FLUX|MGII_2803_FLUX|CIV_1549_FLUX|HALPHA_SIGMA|OIII_5007_SIGMA)$/ {
             n[$1] += $2; f[$1] += $2 * $NF }
         END { for (c in n) printf "  %-16s %5d targets, fraction within rtol 1e-3: %.3f\n", c, n[c], f[c] / n[c] }' | sort
+    # the issue tolerances: lines with S/N >= 3 within 2% or 0.1 sigma (fluxes) and 2 km/s
+    # or 0.1 sigma (line widths, where the width itself has S/N >= 3); Monte Carlo ivars
+    # within 30%
+    agree() { # label awk-regex compare-flags...
+        local label=$1 re=$2; shift 2
+        for p in "$OUT"/fastspec-peer-*.fits; do
+            "$BIN" compare "$p" "$OUT/fastspec-ours-mp1.fits" --hdu FASTSPEC "$@" 2>/dev/null | tail -n +5
+            "$BIN" compare "$p" "$OUT/fastspec-ours-mp1.fits" --hdu SPECPHOT "$@" 2>/dev/null | tail -n +5
+        done | awk -v re="$re" -v label="$label" '$1 ~ re && $2 > 0 { n[$1] += $2; f[$1] += $2 * $NF }
+            END { for (c in n) printf "  %-16s %5d targets, fraction %s: %.3f\n", c, n[c], label, f[c] / n[c] }' | sort
+    }
+    echo "== agreement at the issue tolerances (lines with S/N >= 3 in both catalogues)"
+    agree "within 2% or 0.1 sigma" '^(HALPHA|HBETA|OIII_5007|OII_3729|NII_6584|MGII_2803|CIV_1549)_FLUX$' \
+        --rtol 0.02 --stol 0.1 --min-snr 3
+    agree "within 2 km/s or 0.1 sigma" '^(HALPHA|HBETA|OIII_5007|OII_3729|MGII_2803)_SIGMA$' \
+        --rtol 0 --atol 2 --stol 0.1 --min-snr 3
+    agree "within 30%" '^(VDISP_IVAR|TAUV_IVAR|DN4000_MODEL_IVAR)$' --rtol 0.3
 fi
 
 echo
