@@ -93,6 +93,9 @@ pub struct FitArgs {
     /// bounds the memory of a file of any size; outputs do not depend on it.
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// No progress bar (it is drawn only when stderr is a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
     /// Fit at most this many targets per file (after selection).
     #[arg(short = 'n', long)]
     pub ntargets: Option<usize>,

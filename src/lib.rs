@@ -9,6 +9,7 @@ pub mod io;
 pub mod metadata;
 pub mod production;
 pub mod profile;
+pub mod progress;
 pub mod qa;
 pub mod resources;
 pub mod run;

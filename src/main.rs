@@ -17,7 +17,7 @@ fn init(args: &FitArgs, rank: usize) -> (ProfileLayer, Option<tracing_chrome::Fl
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let profile = ProfileLayer::new();
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(fastspecfit::progress::LogWriter)
         .with_target(false);
     let (chrome, guard) = match &args.trace {
         Some(path) => {
@@ -38,6 +38,8 @@ fn init(args: &FitArgs, rank: usize) -> (ProfileLayer, Option<tracing_chrome::Fl
         .with(chrome)
         .with(args.profile.then(|| profile.clone()));
     registry.init();
+    // one bar per terminal: rank 0's (it counts that rank's targets)
+    fastspecfit::progress::enable(rank == 0 && !args.no_progress);
     if rank > 0 {
         tracing::debug!(rank, "rank started");
     }
@@ -67,7 +69,9 @@ fn main() -> ExitCode {
                 Mode::Fastphot
             };
             let (profile, _trace) = init(a, 0);
-            match run_fit(a, mode) {
+            let r = run_fit(a, mode);
+            fastspecfit::progress::finish();
+            match r {
                 Ok(summary) => {
                     if a.profile {
                         eprint!("{}", profile.render(t0.elapsed(), summary.targets));
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
             } else {
                 fastspecfit::io::generic::run_fitspec(a)
             };
+            fastspecfit::progress::finish();
             match r {
                 Ok(summary) => {
                     if a.profile {
@@ -154,7 +159,9 @@ fn main() -> ExitCode {
         Command::Production(p) => {
             let comm = Comm::init();
             let (profile, _trace) = init(&p.fit, comm.rank());
-            match run_production(p, &comm) {
+            let r = run_production(p, &comm);
+            fastspecfit::progress::finish();
+            match r {
                 Ok(r) => {
                     if comm.rank() == 0 {
                         if p.plan {

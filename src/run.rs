@@ -564,6 +564,7 @@ impl Engine {
         // on its own data and seed (file row), never on the batch.
         let batch = self.batch.max(1);
         let nbatch = nk.div_ceil(batch);
+        crate::progress::add_targets(nk);
         for (b, b0) in (0..nk).step_by(batch).enumerate() {
             let b1 = (b0 + batch).min(nk);
             for (k, &i) in kept.iter().enumerate().take(b1).skip(b0) {
@@ -649,6 +650,7 @@ impl Engine {
             for e in entities {
                 self.world.despawn(e);
             }
+            crate::progress::advance(b1 - b0);
             if nbatch > 1 {
                 tracing::info!(
                     targets = format!("{b1}/{nk}"),
