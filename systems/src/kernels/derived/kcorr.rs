@@ -91,10 +91,22 @@ pub fn synth_absmag(
     if z <= 0.0 {
         return Ok(());
     }
-    let scaled: Vec<f64> = sed.iter().map(|s| s * (1.0 + z) / FLUXNORM).collect();
-    ab_maggies_unchecked(&pre.out, &scaled, &pre.rest_wave, out)?;
-    for m in out.iter_mut() {
-        *m = -2.5 * m.log10() - dmod;
+    let nw = pre.rest_wave.len();
+    if sed.len() != nw
+        || pre
+            .out
+            .iter()
+            .any(|p| p.hi > nw || p.resp.len() != p.hi - p.lo)
+    {
+        return Err(KernelError::Shape(format!(
+            "synth_absmag: {} SED values on a {nw}-pixel grid, or a filter beyond it",
+            sed.len()
+        )));
+    }
+    // the scaled SED S·(1+z)/FLUXNORM evaluated only where each filter reads it
+    for (m, p) in out.iter_mut().zip(&pre.out) {
+        let v = p.maggies_with(&pre.rest_wave, |i| sed[i] * (1.0 + z) / FLUXNORM);
+        *m = -2.5 * v.log10() - dmod;
     }
     Ok(())
 }

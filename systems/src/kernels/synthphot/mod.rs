@@ -150,6 +150,18 @@ impl FilterPre {
         trapz_by(w, |i| self.resp[i] * f[i]) * self.idenom
     }
 
+    /// [`FilterPre::maggies`] of the spectrum whose value at grid index `i` is `flux(i)`
+    /// (evaluated only on `[lo, hi)`; same arithmetic, so the same result as materialising
+    /// the spectrum first).
+    ///
+    /// # Panics
+    /// If `wave` is shorter than `self.hi`.
+    #[inline]
+    pub fn maggies_with(&self, wave: &[f64], flux: impl Fn(usize) -> f64) -> f64 {
+        let (w, lo) = (&wave[self.lo..self.hi], self.lo);
+        trapz_by(w, |i| self.resp[i] * flux(lo + i)) * self.idenom
+    }
+
     /// Trapezoid weights t_i with T(r·f) = Σ t_i f_{lo+i}, i.e.
     /// t_i = ½ r_i (Δ_{i−1} + Δ_i) (one-sided at the ends): FastSpecFit's
     /// `phot_batch_weights`, used as maggies = (f·t)·idenom for many spectra at once.
