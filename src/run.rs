@@ -597,29 +597,30 @@ impl Engine {
         let mut props = vec![PhysicalProperties::default(); nk];
         let mut status = vec![FitStatus::default(); nk];
         let mut spectral = vec![SpectralFit::default(); nk];
+        // the entities are despawned right below: move their results out instead of copying
         let mut q = self.world.query::<(
             Entity,
             &Target,
-            &MilkyWayDust,
-            &FitStatus,
-            &ContinuumFit,
-            &PhysicalProperties,
+            &mut MilkyWayDust,
+            &mut FitStatus,
+            &mut ContinuumFit,
+            &mut PhysicalProperties,
             &mut SpectralFit,
             &PreparedSpectrum,
         )>();
         let mut entities = Vec::with_capacity(nk);
-        for (e, t, d, s, c, p, mut sf, prep) in q.iter_mut(&mut self.world) {
+        for (e, t, mut d, mut s, mut c, mut p, mut sf, prep) in q.iter_mut(&mut self.world) {
             if sf.flux_synth_nmgy.is_empty() {
                 sf.flux_synth_nmgy = prep.flux_synth_nmgy.clone();
             }
-            dust[t.row] = d.clone();
-            continuum[t.row] = c.clone();
-            props[t.row] = p.clone();
-            status[t.row] = s.clone();
-            spectral[t.row] = std::mem::take(&mut *sf);
             if !s.ok() {
                 summary.flagged += 1;
             }
+            dust[t.row] = std::mem::take(&mut *d);
+            continuum[t.row] = std::mem::take(&mut *c);
+            props[t.row] = std::mem::take(&mut *p);
+            status[t.row] = std::mem::take(&mut *s);
+            spectral[t.row] = std::mem::take(&mut *sf);
             entities.push(e);
         }
         for e in entities {
