@@ -10,7 +10,9 @@
 //!   S/N_o(j) > 2 (ivar maggies²·ivar·(0.4 ln 10)²), else ABSMAG_SYNTH_j with ivar 0.
 
 use crate::kernels::filters::FilterCurve;
-use crate::kernels::synthphot::{ab_maggies_pre, ab_maggies_unchecked, FilterPre};
+use crate::kernels::synthphot::{
+    ab_maggies_pre, ab_maggies_unchecked, maggies_with_many, FilterPre,
+};
 use crate::kernels::KernelError;
 
 /// Flux normalisation of the models (1e-17 erg/s/cm²/Å).
@@ -104,9 +106,14 @@ pub fn synth_absmag(
         )));
     }
     // the scaled SED S·(1+z)/FLUXNORM evaluated only where each filter reads it
-    for (m, p) in out.iter_mut().zip(&pre.out) {
-        let v = p.maggies_with(&pre.rest_wave, |i| sed[i] * (1.0 + z) / FLUXNORM);
-        *m = -2.5 * v.log10() - dmod;
+    maggies_with_many(
+        &pre.out,
+        &pre.rest_wave,
+        |i| sed[i] * (1.0 + z) / FLUXNORM,
+        out,
+    );
+    for m in out.iter_mut() {
+        *m = -2.5 * m.log10() - dmod;
     }
     Ok(())
 }
