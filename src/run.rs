@@ -618,19 +618,23 @@ impl Engine {
             let mut q = self.world.query::<(
                 Entity,
                 &Target,
-                &MilkyWayDust,
-                &FitStatus,
+                &mut MilkyWayDust,
+                &mut FitStatus,
                 &mut ContinuumFit,
-                &PhysicalProperties,
+                &mut PhysicalProperties,
                 &mut SpectralFit,
                 &PreparedSpectrum,
             )>();
             let mut entities = Vec::with_capacity(b1 - b0);
-            for (e, t, d, s, mut c, p, mut sf, prep) in q.iter_mut(&mut self.world) {
+            // the entities are despawned right below: move their results out
+            for (e, t, mut d, mut s, mut c, mut p, mut sf, prep) in q.iter_mut(&mut self.world) {
                 if sf.flux_synth_nmgy.is_empty() {
                     sf.flux_synth_nmgy = prep.flux_synth_nmgy.clone();
                 }
-                dust[t.row] = d.clone();
+                if !s.ok() {
+                    summary.flagged += 1;
+                }
+                dust[t.row] = std::mem::take(&mut *d);
                 // the outputs read neither the SEDs, the Monte Carlo coefficients nor the
                 // convolved templates: keep them out of the file's results
                 let mut cf = std::mem::take(&mut *c);
@@ -639,12 +643,9 @@ impl Engine {
                 cf.mc_coeff = Vec::new();
                 cf.templates_vdisp = None;
                 continuum[t.row] = cf;
-                props[t.row] = p.clone();
-                status[t.row] = s.clone();
+                props[t.row] = std::mem::take(&mut *p);
+                status[t.row] = std::mem::take(&mut *s);
                 spectral[t.row] = std::mem::take(&mut *sf);
-                if !s.ok() {
-                    summary.flagged += 1;
-                }
                 entities.push(e);
             }
             for e in entities {

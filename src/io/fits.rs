@@ -491,6 +491,12 @@ unsafe fn write_table(
     if nrows == 0 {
         return;
     }
+    if let Some(mut rows) = table_bytes(columns, nrows) {
+        // the whole table in one sequential write (column-by-column writes would revisit
+        // every row's record once per column)
+        sys::ffptbb(fptr, 1, 1, rows.len() as _, rows.as_mut_ptr(), &mut st.0);
+        return;
+    }
     // cfitsio datatype codes: TSHORT 21, TINT 31, TLONGLONG 81, TFLOAT 42, TDOUBLE 82.
     unsafe fn put<T>(
         fptr: *mut sys::fitsfile,
@@ -530,6 +536,76 @@ unsafe fn write_table(
             }
         }
     }
+}
+
+/// The binary-table rows of `columns` (all with `nrows` rows) as cfitsio would store them:
+/// big-endian numbers, logicals as `T`/`F`, strings blank-padded to their width (NULs
+/// written as blanks, as [`cstr`] does). `None` if the column lengths differ (the caller
+/// then writes column by column).
+fn table_bytes(columns: &[OutColumn], nrows: usize) -> Option<Vec<u8>> {
+    let odd = |d: &ColData| match d {
+        ColData::F32Vec(v, n) => *n == 0 || v.len() != n * nrows,
+        d => d.len() != nrows,
+    };
+    if columns.iter().any(|c| odd(&c.data)) {
+        return None;
+    }
+    let widths: Vec<usize> = columns
+        .iter()
+        .map(|c| match &c.data {
+            ColData::I16(_) => 2,
+            ColData::I32(_) | ColData::F32(_) => 4,
+            ColData::I64(_) | ColData::F64(_) => 8,
+            ColData::Bool(_) => 1,
+            ColData::Str(v, w) => (*w)
+                .max(v.iter().map(|s| s.len()).max().unwrap_or(1))
+                .max(1),
+            ColData::F32Vec(_, n) => 4 * n,
+        })
+        .collect();
+    let rowlen: usize = widths.iter().sum();
+    let mut buf = vec![0u8; rowlen * nrows];
+    let mut off = 0;
+    for (c, &w) in columns.iter().zip(&widths) {
+        fn put<const N: usize, T: Copy>(
+            buf: &mut [u8],
+            rowlen: usize,
+            off: usize,
+            per_row: usize,
+            v: &[T],
+            be: impl Fn(T) -> [u8; N],
+        ) {
+            for (r, row) in v.chunks_exact(per_row).enumerate() {
+                let at = r * rowlen + off;
+                for (k, &x) in row.iter().enumerate() {
+                    buf[at + k * N..at + (k + 1) * N].copy_from_slice(&be(x));
+                }
+            }
+        }
+        match &c.data {
+            ColData::I16(v) => put(&mut buf, rowlen, off, 1, v, i16::to_be_bytes),
+            ColData::I32(v) => put(&mut buf, rowlen, off, 1, v, i32::to_be_bytes),
+            ColData::I64(v) => put(&mut buf, rowlen, off, 1, v, i64::to_be_bytes),
+            ColData::F32(v) => put(&mut buf, rowlen, off, 1, v, f32::to_be_bytes),
+            ColData::F64(v) => put(&mut buf, rowlen, off, 1, v, f64::to_be_bytes),
+            ColData::F32Vec(v, n) => put(&mut buf, rowlen, off, *n, v, f32::to_be_bytes),
+            ColData::Bool(v) => put(&mut buf, rowlen, off, 1, v, |b| {
+                [if b { b'T' } else { b'F' }]
+            }),
+            ColData::Str(v, _) => {
+                for (r, s) in v.iter().enumerate() {
+                    let field = &mut buf[r * rowlen + off..r * rowlen + off + w];
+                    field.fill(b' ');
+                    // cfitsio copies up to the first NUL; `cstr` turned NULs into blanks
+                    for (d, &b) in field.iter_mut().zip(s.as_bytes()) {
+                        *d = if b == 0 { b' ' } else { b };
+                    }
+                }
+            }
+        }
+        off += w;
+    }
+    Some(buf)
 }
 
 /// Check that an output file can be created at `path`: its directory exists and is writable.

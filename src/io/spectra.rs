@@ -74,6 +74,27 @@ pub fn read_spectra_checked(
     Ok((sp, bad))
 }
 
+/// Rows `rows` (in that order) of the row-major `all` (`width` values a row): in place when
+/// the rows are ascending (every kept row moves down or stays, no second buffer), else a copy.
+fn pick_rows<T: Copy>(mut all: Vec<T>, rows: &[usize], width: usize) -> Vec<T> {
+    if rows.windows(2).all(|w| w[0] < w[1]) {
+        for (k, &r) in rows.iter().enumerate() {
+            if r != k {
+                all.copy_within(r * width..(r + 1) * width, k * width);
+            }
+        }
+        all.truncate(rows.len() * width);
+        all.shrink_to_fit();
+        all
+    } else {
+        let mut out = Vec::with_capacity(rows.len() * width);
+        for &r in rows {
+            out.extend_from_slice(&all[r * width..(r + 1) * width]);
+        }
+        out
+    }
+}
+
 /// Read the spectra of the coadd rows `rows` (in that order) for every camera present, as
 /// stored (no checks of the values).
 ///
@@ -119,23 +140,12 @@ pub fn read_spectra(
             return Err(shape_err("RESOLUTION", &s, &[nrows_file, 11, npix]));
         }
         let ndiag = s[1];
-        let pick = |all: &[f64], width: usize| -> Vec<f64> {
-            let mut out = Vec::with_capacity(rows.len() * width);
-            for &r in rows {
-                out.extend_from_slice(&all[r * width..(r + 1) * width]);
-            }
-            out
-        };
-        let mut mask = Vec::with_capacity(rows.len() * npix);
-        for &r in rows {
-            mask.extend_from_slice(&mask_all[r * npix..(r + 1) * npix]);
-        }
         cameras.push(CameraColumns {
             name: cam.to_string(),
-            flux: pick(&flux_all, npix),
-            ivar: pick(&ivar_all, npix),
-            resolution: pick(&res_all, ndiag * npix),
-            mask,
+            flux: pick_rows(flux_all, rows, npix),
+            ivar: pick_rows(ivar_all, rows, npix),
+            resolution: pick_rows(res_all, rows, ndiag * npix),
+            mask: pick_rows(mask_all, rows, npix),
             ndiag,
             npix,
             wave_ang: wave,

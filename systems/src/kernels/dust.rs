@@ -56,10 +56,7 @@ pub fn attenuation(tauv: f64, klambda: &[f64], out: &mut [f64]) -> Result<(), Ke
             "attenuation: tauv = {tauv}"
         )));
     }
-    let m = -tauv;
-    for (o, &k) in out.iter_mut().zip(klambda) {
-        *o = crate::kernels::fastexp::exp(m * k);
-    }
+    crate::kernels::fastexp::exp_scaled_into(-tauv, klambda, out);
     Ok(())
 }
 

@@ -58,11 +58,20 @@ pub fn exp(x: f64) -> f64 {
 }
 
 /// out_j = e^{a·k_j} (a = −τ_V for an attenuation curve).
+///
+/// The loop runs under the widest SIMD instruction set the CPU offers (runtime dispatch);
+/// every lane does the same IEEE operations as the scalar [`exp`] (no fused multiply-add),
+/// so the values are identical on every path.
 #[inline]
 pub fn exp_scaled_into(a: f64, k: &[f64], out: &mut [f64]) {
-    for (o, &kk) in out.iter_mut().zip(k) {
-        *o = exp(a * kk);
-    }
+    faer::traits::pulp::Arch::new().dispatch(
+        #[inline(always)]
+        || {
+            for (o, &kk) in out.iter_mut().zip(k) {
+                *o = exp(a * kk);
+            }
+        },
+    );
 }
 
 #[cfg(test)]

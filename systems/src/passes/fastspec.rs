@@ -108,7 +108,9 @@ pub struct CameraLineMasks {
 }
 
 /// The spectroscopic products of the fastspec continuum fit that later systems read (line
-/// fit, measurements, writers): the full kernel result.
+/// fit, measurements, writers): the full kernel result, except the SED models, Monte Carlo
+/// coefficients and vdisp-convolved templates, which move into `ContinuumFit` (left empty
+/// here).
 #[derive(Component, Debug, Clone, Default, PartialEq)]
 pub struct SpectralContinuum(pub Option<FastspecResult>);
 
@@ -276,7 +278,10 @@ fn fit_continuum_one(
         fluxnorm: sh.opts.fluxnorm,
         vdisp_scan_override: None,
     };
-    let r = fit_fastspec(&inp, ws)?;
+    let mut r = fit_fastspec(&inp, ws)?;
+    // the large arrays only the derived properties read move into the ContinuumFit (nothing
+    // reads them from the FastspecResult afterwards)
+    let take = std::mem::take::<Vec<f64>>;
     let cf = ContinuumFit {
         fitted: true,
         seed,
@@ -297,13 +302,13 @@ fn fit_continuum_one(
         phot_flam: r.phot_flam.clone(),
         phot_flam_ivar: r.phot_flam_ivar.clone(),
         model_flam: r.model_flam.clone(),
-        sedmodel: r.sedmodel.clone(),
-        sedmodel_nolines: r.sedmodel_nolines.clone(),
-        mc_coeff: r.mc_coeff.clone(),
+        sedmodel: take(&mut r.sedmodel),
+        sedmodel_nolines: take(&mut r.sedmodel_nolines),
+        mc_coeff: std::mem::take(&mut r.mc_coeff),
         mc_tauv: r.mc_tauv.clone(),
         templates_vdisp: Some(std::sync::Arc::new((
-            r.input_templateflux.clone(),
-            r.input_templateflux_nolines.clone(),
+            take(&mut r.input_templateflux),
+            take(&mut r.input_templateflux_nolines),
         ))),
     };
     Ok((cf, r))

@@ -11,7 +11,7 @@ use fsf_components::{
 };
 
 use crate::kernels::cosmology::Cosmology;
-use crate::kernels::derived::cflux::{continuum_fluxes, read_windows};
+use crate::kernels::derived::cflux::{continuum_fluxes_with, read_windows, ContinuumScratch};
 use crate::kernels::derived::dn4000::{dn4000, dn4000_rest_window, Dn4000Scratch};
 use crate::kernels::derived::kcorr::{kcorr_and_absmag, synth_absmag, KcorrPre};
 use crate::kernels::derived::mcvar::{nan_ivar_capped, nan_var, plain_ivar, var2ivar, F32MAX};
@@ -190,8 +190,8 @@ pub fn compute_properties(
         }
     };
     let mut atten = Vec::new();
-    let sed = if cf.sedmodel.len() == nw {
-        cf.sedmodel.clone()
+    let sed: std::borrow::Cow<'_, [f64]> = if cf.sedmodel.len() == nw {
+        std::borrow::Cow::Borrowed(&cf.sedmodel)
     } else {
         let mut s = Vec::new();
         build_sed(
@@ -203,10 +203,10 @@ pub fn compute_properties(
             &mut s,
         )
         .map_err(|e| e.to_string())?;
-        s
+        s.into()
     };
-    let sed_nl = if cf.sedmodel_nolines.len() == nw {
-        cf.sedmodel_nolines.clone()
+    let sed_nl: std::borrow::Cow<'_, [f64]> = if cf.sedmodel_nolines.len() == nw {
+        std::borrow::Cow::Borrowed(&cf.sedmodel_nolines)
     } else {
         let mut s = Vec::new();
         build_sed(
@@ -218,7 +218,7 @@ pub fn compute_properties(
             &mut s,
         )
         .map_err(|e| e.to_string())?;
-        s
+        s.into()
     };
 
     let pre = KcorrPre::new(obsf, &setup.absmag_filters, &zwave, z).map_err(|e| e.to_string())?;
@@ -233,7 +233,8 @@ pub fn compute_properties(
         &setup.bands_to_fit,
     )
     .map_err(|e| e.to_string())?;
-    let (lums, cfl) = continuum_fluxes(&tpl.wave_ang, &sed_nl, z, dlum);
+    let mut cs = ContinuumScratch::default();
+    let (lums, cfl) = continuum_fluxes_with(&tpl.wave_ang, &sed_nl, z, dlum, &mut cs);
     let mut dns = Dn4000Scratch::default();
     let (dn_model, _) = dn4000(&tpl.wave_ang, &sed_nl, None, None, &mut dns);
     let info = TemplateInfo {
@@ -282,7 +283,7 @@ pub fn compute_properties(
         for (j, v) in sa.iter().enumerate() {
             sa_mc[j].push(*v);
         }
-        let (l, f) = continuum_fluxes(&tpl.wave_ang, &s2, z, dlum);
+        let (l, f) = continuum_fluxes_with(&tpl.wave_ang, &s2, z, dlum, &mut cs);
         l.iter().enumerate().for_each(|(j, v)| lums_mc[j].push(*v));
         f.iter().enumerate().for_each(|(j, v)| cfl_mc[j].push(*v));
         let q = sps_properties(c, keep, &info);

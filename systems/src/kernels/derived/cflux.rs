@@ -59,13 +59,23 @@ pub fn read_windows(rest_wave: &[f64]) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
+/// Reusable buffers of [`continuum_fluxes_with`] / [`continuum_at_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ContinuumScratch {
+    keep: Vec<bool>,
+    xs: Vec<f64>,
+    ys: Vec<f64>,
+}
+
 /// Append the 2σ-clipped points of `y[lo..hi]` (with x − cwave) to `xs`, `ys`.
+#[allow(clippy::too_many_arguments)]
 fn clipped(
     wave: &[f64],
     y: &[f64],
     lo: usize,
     hi: usize,
     cwave: f64,
+    keep: &mut Vec<bool>,
     xs: &mut Vec<f64>,
     ys: &mut Vec<f64>,
 ) {
@@ -73,8 +83,9 @@ fn clipped(
         return;
     }
     let seg = &y[lo..hi];
-    let mut keep = vec![false; seg.len()];
-    if sigmaclip(seg, 2.0, 2.0, &mut keep).is_err() {
+    keep.clear();
+    keep.resize(seg.len(), false);
+    if sigmaclip(seg, 2.0, 2.0, keep).is_err() {
         return;
     }
     for (k, &kp) in keep.iter().enumerate() {
@@ -107,20 +118,39 @@ fn line_intercept(x: &[f64], y: &[f64]) -> f64 {
 
 /// Continuum f_c at `cwave` (1e-17 units).
 pub fn continuum_at(wave: &[f64], cont: &[f64], cwave: f64, ignore_core: bool) -> f64 {
+    continuum_at_with(
+        wave,
+        cont,
+        cwave,
+        ignore_core,
+        &mut ContinuumScratch::default(),
+    )
+}
+
+/// [`continuum_at`] with reusable buffers.
+pub fn continuum_at_with(
+    wave: &[f64],
+    cont: &[f64],
+    cwave: f64,
+    ignore_core: bool,
+    s: &mut ContinuumScratch,
+) -> f64 {
     let n = wave.len().min(cont.len());
     let wave = &wave[..n];
     let lo = ss_right(wave, cwave - WIDTH1);
     let hi = ss_left(wave, cwave + WIDTH1);
     let lo2 = ss_right(wave, cwave - WIDTH2);
     let hi2 = ss_left(wave, cwave + WIDTH2);
-    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    let ContinuumScratch { keep, xs, ys } = s;
+    xs.clear();
+    ys.clear();
     if ignore_core {
-        clipped(wave, cont, lo2, lo, cwave, &mut xs, &mut ys);
-        clipped(wave, cont, hi, hi2, cwave, &mut xs, &mut ys);
+        clipped(wave, cont, lo2, lo, cwave, keep, xs, ys);
+        clipped(wave, cont, hi, hi2, cwave, keep, xs, ys);
     } else {
-        clipped(wave, cont, lo2, hi2, cwave, &mut xs, &mut ys);
+        clipped(wave, cont, lo2, hi2, cwave, keep, xs, ys);
     }
-    line_intercept(&xs, &ys)
+    line_intercept(xs, ys)
 }
 
 /// `(lums, cfluxes)` in the orders of [`LUMS`] and [`CFLUXES`]: log₁₀ luminosities (0 when
@@ -134,6 +164,23 @@ pub fn continuum_fluxes(
     z: f64,
     dlum_mpc: f64,
 ) -> ([f64; 6], [f64; 5]) {
+    continuum_fluxes_with(
+        rest_wave,
+        cont,
+        z,
+        dlum_mpc,
+        &mut ContinuumScratch::default(),
+    )
+}
+
+/// [`continuum_fluxes`] with reusable buffers.
+pub fn continuum_fluxes_with(
+    rest_wave: &[f64],
+    cont: &[f64],
+    z: f64,
+    dlum_mpc: f64,
+    s: &mut ContinuumScratch,
+) -> ([f64; 6], [f64; 5]) {
     let mut lums = [0.0; 6];
     let mut cfl = [0.0; 5];
     if z <= 0.0 {
@@ -142,7 +189,7 @@ pub fn continuum_fluxes(
     let d = MPC_CM * dlum_mpc;
     let dfactor = (1.0 + z) * 4.0 * std::f64::consts::PI * d * d / FLUXNORM;
     for (k, (name, cwave)) in LUMS.iter().enumerate() {
-        let mut c = continuum_at(rest_wave, cont, *cwave, false) * dfactor;
+        let mut c = continuum_at_with(rest_wave, cont, *cwave, false, s) * dfactor;
         if name.starts_with("LOGL_") {
             c *= cwave / LSUN / 1e10;
         } else {
@@ -153,7 +200,7 @@ pub fn continuum_fluxes(
         }
     }
     for (k, (_, cwave, ignore_core)) in CFLUXES.iter().enumerate() {
-        cfl[k] = continuum_at(rest_wave, cont, *cwave, *ignore_core);
+        cfl[k] = continuum_at_with(rest_wave, cont, *cwave, *ignore_core, s);
     }
     (lums, cfl)
 }

@@ -10,7 +10,9 @@
 //!   S/N_o(j) > 2 (ivar maggies²·ivar·(0.4 ln 10)²), else ABSMAG_SYNTH_j with ivar 0.
 
 use crate::kernels::filters::FilterCurve;
-use crate::kernels::synthphot::{ab_maggies_pre, ab_maggies_unchecked, FilterPre};
+use crate::kernels::synthphot::{
+    ab_maggies_pre, ab_maggies_unchecked, maggies_with_many, FilterPre,
+};
 use crate::kernels::KernelError;
 
 /// Flux normalisation of the models (1e-17 erg/s/cm²/Å).
@@ -91,8 +93,25 @@ pub fn synth_absmag(
     if z <= 0.0 {
         return Ok(());
     }
-    let scaled: Vec<f64> = sed.iter().map(|s| s * (1.0 + z) / FLUXNORM).collect();
-    ab_maggies_unchecked(&pre.out, &scaled, &pre.rest_wave, out)?;
+    let nw = pre.rest_wave.len();
+    if sed.len() != nw
+        || pre
+            .out
+            .iter()
+            .any(|p| p.hi > nw || p.resp.len() != p.hi - p.lo)
+    {
+        return Err(KernelError::Shape(format!(
+            "synth_absmag: {} SED values on a {nw}-pixel grid, or a filter beyond it",
+            sed.len()
+        )));
+    }
+    // the scaled SED S·(1+z)/FLUXNORM evaluated only where each filter reads it
+    maggies_with_many(
+        &pre.out,
+        &pre.rest_wave,
+        |i| sed[i] * (1.0 + z) / FLUXNORM,
+        out,
+    );
     for m in out.iter_mut() {
         *m = -2.5 * m.log10() - dmod;
     }

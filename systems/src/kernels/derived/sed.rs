@@ -43,7 +43,7 @@ pub fn build_sed(
             nw
         )));
     }
-    atten.clear();
+    // every value is overwritten: resize without clearing
     atten.resize(nw, 0.0);
     attenuation(tauv, inp.klambda, atten)?;
     build_sed_attenuated(inp, coeff, atten, dust_emission, out)
@@ -70,12 +70,15 @@ pub fn build_sed_attenuated(
             nw
         )));
     }
+    // Σ_t c_t F_t from 0 in template order, skipping zero coefficients; the first term is
+    // written as 0 + c·f directly instead of accumulating into a zeroed buffer (same values)
     out.clear();
-    out.resize(nw, 0.0);
-    for (t, &c) in coeff.iter().enumerate() {
-        if c == 0.0 {
-            continue;
-        }
+    let mut terms = coeff.iter().enumerate().filter(|(_, &c)| c != 0.0);
+    match terms.next() {
+        None => out.resize(nw, 0.0),
+        Some((t, &c)) => out.extend(inp.flux[t * nw..(t + 1) * nw].iter().map(|&f| 0.0 + c * f)),
+    }
+    for (t, &c) in terms {
         for (o, &f) in out.iter_mut().zip(&inp.flux[t * nw..(t + 1) * nw]) {
             *o += c * f;
         }
@@ -89,7 +92,10 @@ pub fn build_sed_attenuated(
 }
 
 /// [`build_sed_attenuated`] without dust emission, computed only on the grid pixels of
-/// `ranges` (zero elsewhere): the same sums in the same order, so equal values there.
+/// `ranges`: the same sums in the same order, so equal values there. Elsewhere `out` is zero
+/// when it did not hold `nw` values before; otherwise pixels outside `ranges` are left as
+/// they were (so with the same `ranges` on every call they stay zero, without re-zeroing
+/// the whole grid each time).
 ///
 /// # Errors
 /// As [`build_sed_attenuated`]; a range beyond the grid.
@@ -114,8 +120,10 @@ pub fn build_sed_nodust_ranges(
             nw
         )));
     }
-    out.clear();
-    out.resize(nw, 0.0);
+    if out.len() != nw {
+        out.clear();
+        out.resize(nw, 0.0);
+    }
     for r in ranges {
         let o = &mut out[r.clone()];
         o.fill(0.0);

@@ -77,6 +77,9 @@ pub struct SnrInput<'a> {
     pub residuals: &'a [f64],
 }
 
+/// Pixels i with lo < wave[i] < hi (and ivar > 0 / unmasked as asked), ascending.
+/// With `sorted` (wave ascending, no NaN) only the bracketing range found by binary
+/// search is scanned; the result is the same as the full scan.
 fn window(
     wave: &[f64],
     ivar: &[f64],
@@ -84,8 +87,15 @@ fn window(
     hi: f64,
     mask: Option<&[bool]>,
     use_ivar: bool,
+    sorted: bool,
 ) -> Vec<usize> {
-    (0..wave.len())
+    let (start, end) = if sorted {
+        let s = wave.partition_point(|&w| w <= lo);
+        (s, s + wave[s..].partition_point(|&w| w < hi))
+    } else {
+        (0, wave.len())
+    };
+    (start..end)
         .filter(|&i| {
             wave[i] > lo
                 && wave[i] < hi
@@ -125,6 +135,8 @@ pub fn linepix_and_contpix(
         )));
     }
     let nl = lines.len();
+    // ascending and NaN-free: the windows need only a binary search of their ends
+    let sorted = wave.windows(2).all(|p| p[0] <= p[1]) && wave.iter().all(|w| !w.is_nan());
     let zwave: Vec<f64> = lines
         .iter()
         .map(|l| l.restwave * (1.0 + z + l.vshift / C_LIGHT))
@@ -174,6 +186,7 @@ pub fn linepix_and_contpix(
             zwave[j] + nsigma * s,
             None,
             true,
+            sorted,
         );
         if !lp.is_empty() && in_patch[j] {
             lp.iter().for_each(|&i| linemask[i] = true);
@@ -196,7 +209,7 @@ pub fn linepix_and_contpix(
             .iter()
             .map(|&j| zwave[j] + f * nsigma * sig_ang[j])
             .fold(f64::NEG_INFINITY, f64::max);
-        window(wave, ivar, lo, hi, mask, use_ivar)
+        window(wave, ivar, lo, hi, mask, use_ivar, sorted)
     };
 
     match patches {

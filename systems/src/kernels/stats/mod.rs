@@ -236,10 +236,9 @@ pub fn sigmaclip(c: &[f64], low: f64, high: f64, keep: &mut [bool]) -> Result<us
     let mut n = c.len();
     let mut s = 0.0;
     let mut s2 = 0.0;
+    // one pass, two independent (sequential) sums
     for &v in c {
         s += v;
-    }
-    for &v in c {
         s2 += v * v;
     }
     loop {

@@ -150,6 +150,18 @@ impl FilterPre {
         trapz_by(w, |i| self.resp[i] * f[i]) * self.idenom
     }
 
+    /// [`FilterPre::maggies`] of the spectrum whose value at grid index `i` is `flux(i)`
+    /// (evaluated only on `[lo, hi)`; same arithmetic, so the same result as materialising
+    /// the spectrum first).
+    ///
+    /// # Panics
+    /// If `wave` is shorter than `self.hi`.
+    #[inline]
+    pub fn maggies_with(&self, wave: &[f64], flux: impl Fn(usize) -> f64) -> f64 {
+        let (w, lo) = (&wave[self.lo..self.hi], self.lo);
+        trapz_by(w, |i| self.resp[i] * flux(lo + i)) * self.idenom
+    }
+
     /// Trapezoid weights t_i with T(r·f) = Σ t_i f_{lo+i}, i.e.
     /// t_i = ½ r_i (Δ_{i−1} + Δ_i) (one-sided at the ends): FastSpecFit's
     /// `phot_batch_weights`, used as maggies = (f·t)·idenom for many spectra at once.
@@ -165,6 +177,118 @@ impl FilterPre {
             out[i] += 0.5 * self.resp[i] * d;
             out[i + 1] += 0.5 * self.resp[i + 1] * d;
         }
+    }
+}
+
+/// [`FilterPre::maggies_with`] for several filters at once, into `out` (one per filter).
+///
+/// Each filter's trapezoid is the same sequential sum as in [`FilterPre::maggies_with`]
+/// (same terms, same order, so the same value), but filters whose ranges overlap are
+/// summed in lockstep over the common part, so up to four independent sums progress per
+/// grid step instead of one.
+///
+/// # Panics
+/// If `out` is shorter than `pres` or `wave` is shorter than some filter's `hi`.
+pub fn maggies_with_many(
+    pres: &[FilterPre],
+    wave: &[f64],
+    flux: impl Fn(usize) -> f64,
+    out: &mut [f64],
+) {
+    let out = &mut out[..pres.len()];
+    // greedy groups of up to four filters whose common range covers at least half of each
+    let mut groups: Vec<(usize, usize)> = Vec::new(); // [start, end) into pres
+    let mut start = 0;
+    while start < pres.len() {
+        let (mut lo, mut hi) = (pres[start].lo, pres[start].hi);
+        let mut end = start + 1;
+        while end < pres.len() && end - start < 4 {
+            let p = &pres[end];
+            let (nlo, nhi) = (lo.max(p.lo), hi.min(p.hi));
+            let common = nhi.saturating_sub(nlo);
+            let ok = pres[start..=end]
+                .iter()
+                .all(|q| 2 * common >= q.hi.saturating_sub(q.lo));
+            if !ok {
+                break;
+            }
+            (lo, hi) = (nlo, nhi);
+            end += 1;
+        }
+        groups.push((start, end));
+        start = end;
+    }
+    for (s, e) in groups {
+        let g = &pres[s..e];
+        let o = &mut out[s..e];
+        match g.len() {
+            4 => lockstep::<4>(g, wave, &flux, o),
+            3 => lockstep::<3>(g, wave, &flux, o),
+            2 => lockstep::<2>(g, wave, &flux, o),
+            _ => {
+                for (v, p) in o.iter_mut().zip(g) {
+                    *v = p.maggies_with(wave, &flux);
+                }
+            }
+        }
+    }
+}
+
+/// The trapezoids of `M` filters, stepping all of them together over their common range.
+fn lockstep<const M: usize>(
+    g: &[FilterPre],
+    wave: &[f64],
+    flux: &impl Fn(usize) -> f64,
+    out: &mut [f64],
+) {
+    if g.iter().any(|p| p.hi <= p.lo) {
+        for (v, p) in out.iter_mut().zip(g) {
+            *v = p.maggies_with(wave, flux);
+        }
+        return;
+    }
+    let mut res = [0.0f64; M];
+    let mut prev = [0.0f64; M];
+    for j in 0..M {
+        prev[j] = g[j].resp[0] * flux(g[j].lo);
+    }
+    // one trapezoid step of filter j at grid index a (a > lo_j)
+    let step = |j: usize, a: usize, res: &mut [f64; M], prev: &mut [f64; M]| {
+        let cur = g[j].resp[a - g[j].lo] * flux(a);
+        res[j] += (wave[a] - wave[a - 1]) * (cur + prev[j]);
+        prev[j] = cur;
+    };
+    let cs = g.iter().map(|p| p.lo + 1).max().unwrap_or(0);
+    let ce = g.iter().map(|p| p.hi).min().unwrap_or(0);
+    if cs < ce {
+        for j in 0..M {
+            for a in g[j].lo + 1..cs {
+                step(j, a, &mut res, &mut prev);
+            }
+        }
+        for a in cs..ce {
+            let dw = wave[a] - wave[a - 1];
+            let f = flux(a);
+            for j in 0..M {
+                let cur = g[j].resp[a - g[j].lo] * f;
+                res[j] += dw * (cur + prev[j]);
+                prev[j] = cur;
+            }
+        }
+        for j in 0..M {
+            for a in ce..g[j].hi {
+                step(j, a, &mut res, &mut prev);
+            }
+        }
+    } else {
+        for j in 0..M {
+            for a in g[j].lo + 1..g[j].hi {
+                step(j, a, &mut res, &mut prev);
+            }
+        }
+    }
+    for j in 0..M {
+        out[j] = 0.5 * res[j] * g[j].idenom;
     }
 }
 
