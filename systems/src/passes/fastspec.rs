@@ -22,8 +22,8 @@ use crate::kernels::continuum::{
 };
 use crate::kernels::cosmology::Cosmology;
 use crate::kernels::emlines::fit::{
-    emline_specfit, emline_spectrum, LineFitCamera, LineFitInput, LineFitOptions, LineFitResult,
-    MaskerOutputs, MonteCarloInput,
+    emline_specfit, LineFitCamera, LineFitInput, LineFitOptions, LineFitResult, MaskerOutputs,
+    McArray, MonteCarloInput,
 };
 use crate::kernels::emlines::measure::{
     dn4000_observed, final_model, measure_lines, FinalInputs, MeasureInputs, MeasureWorkspace,
@@ -483,12 +483,10 @@ fn lines_one(
         },
     };
     let nmonte = cont.specflux_mc.len();
-    let flat = |v: &[Vec<f64>]| -> Vec<f64> { v.iter().flatten().copied().collect() };
-    let spec_mc = flat(&cont.specflux_mc);
-    let cont_mc = flat(&cont.continuummodel_mc);
     let mc = (nmonte > 0).then(|| MonteCarloInput {
-        specflux: &spec_mc,
-        continuum: (cont.continuummodel_mc.len() == nmonte).then_some(cont_mc.as_slice()),
+        specflux: McArray::Rows(&cont.specflux_mc),
+        continuum: (cont.continuummodel_mc.len() == nmonte)
+            .then_some(McArray::Rows(&cont.continuummodel_mc)),
     });
     let lopts = LineFitOptions {
         broadlinefit: sh.opts.broadlinefit,
@@ -507,26 +505,16 @@ fn lines_one(
     // Per-line measurements (§5.7).
     let np = sh.pt.nparams();
     let nl = sh.pt.nlines();
-    let mcv: Vec<f64> = r.mc.iter().flat_map(|m| m.values.iter().copied()).collect();
-    let mco: Vec<f64> =
-        r.mc.iter()
-            .flat_map(|m| m.obsamps.iter().copied())
-            .collect();
-    let mcf: Vec<f64> =
-        r.mc.iter()
-            .flat_map(|m| m.emlineflux.iter().copied())
-            .collect();
-    let mcn: Vec<f64> =
-        r.mc.iter()
-            .flat_map(|m| m.specflux_nolines.iter().copied())
-            .collect();
-    let monte = (!r.mc.is_empty() && mcv.len() == r.mc.len() * np && mco.len() == r.mc.len() * nl)
+    let m = &r.mc;
+    let monte = (!m.is_empty()
+        && m.values.len() == m.len() * np
+        && m.obsamps.len() == m.len() * nl)
         .then(|| MonteInputs {
-            nmonte: r.mc.len(),
-            values: &mcv,
-            obsamps: &mco,
-            emlineflux: &mcf,
-            specflux_nolines: &mcn,
+            nmonte: m.len(),
+            values: &m.values,
+            obsamps: &m.obsamps,
+            emlineflux: &m.emlineflux,
+            specflux_nolines: &m.specflux_nolines,
         });
     let measured = measure_lines(
         &MeasureInputs {
@@ -548,12 +536,11 @@ fn lines_one(
         &mut ws.meas,
     )?;
     let (dn_obs, dn_ivar) = dn4000_observed(&wave, &flux, &ivar, z, &mut ws.meas);
-    let spectrum = emline_spectrum(sh.pt, z, &wave, &cams)?;
     let synth = sh.synth.get(photsys).map(Vec::as_slice).unwrap_or(&[]);
     let fm = final_model(
         &FinalInputs {
             params: sh.pt,
-            spectrum: &spectrum,
+            spectrum: &r.spectrum,
             measured: &measured,
             emlinewave: &wave,
             specflux: &flux,

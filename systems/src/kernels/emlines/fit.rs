@@ -168,13 +168,48 @@ pub struct LineFitInput<'a> {
     pub masker: MaskerOutputs<'a>,
 }
 
+/// A `[nmonte][npix]` array of Monte-Carlo realisations.
+#[derive(Debug, Clone, Copy)]
+pub enum McArray<'a> {
+    /// One row-major slice of nmonte × npix values.
+    Flat(&'a [f64]),
+    /// One vector per realisation (each npix long).
+    Rows(&'a [Vec<f64>]),
+}
+
+impl<'a> McArray<'a> {
+    /// Number of realisations of `npix` pixels (error if the shape is not
+    /// `[n][npix]`).
+    fn nrows(&self, what: &str, npix: usize) -> Result<usize, KernelError> {
+        let bad = |len: usize| {
+            KernelError::Shape(format!("line fit: {len} {what} values for {npix} pixels"))
+        };
+        match *self {
+            Self::Flat(a) if npix > 0 && a.len() % npix == 0 => Ok(a.len() / npix),
+            Self::Flat(a) => Err(bad(a.len())),
+            Self::Rows(r) => match r.iter().find(|v| v.len() != npix) {
+                Some(v) => Err(bad(v.len())),
+                None => Ok(r.len()),
+            },
+        }
+    }
+
+    /// Realisation `k` (shape checked by [`Self::nrows`]).
+    fn row(&self, k: usize, npix: usize) -> &'a [f64] {
+        match *self {
+            Self::Flat(a) => &a[k * npix..(k + 1) * npix],
+            Self::Rows(r) => &r[k],
+        }
+    }
+}
+
 /// The Monte-Carlo realisations of the continuum stage (SPEC §4.9).
 #[derive(Debug, Clone, Copy)]
 pub struct MonteCarloInput<'a> {
-    /// specflux_mc, `[nmonte][npix]` row-major.
-    pub specflux: &'a [f64],
+    /// specflux_mc, `[nmonte][npix]`.
+    pub specflux: McArray<'a>,
     /// continuummodel_mc, `[nmonte][npix]`; `None` → the continuum model.
-    pub continuum: Option<&'a [f64]>,
+    pub continuum: Option<McArray<'a>>,
 }
 
 /// The line-fit data vectors (SPEC §5.4).
@@ -216,19 +251,71 @@ pub struct FinalPassSetup {
     pub nfreed: usize,
 }
 
-/// One Monte-Carlo refit.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct McRealisation {
+/// One Monte-Carlo refit (a view into [`McRefits`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct McRealisation<'a> {
     /// Full parameter vector (doublet slots hold ratios).
-    pub values: Vec<f64>,
+    pub values: &'a [f64],
     /// Peak of each line's convolved profile.
-    pub obsamps: Vec<f64>,
+    pub obsamps: &'a [f64],
     /// Best-fit line model (negative pixels 0).
-    pub model: Vec<f64>,
+    pub model: &'a [f64],
     /// The realisation's line residual that was fitted.
-    pub emlineflux: Vec<f64>,
+    pub emlineflux: &'a [f64],
     /// specflux_mc − model.
+    pub specflux_nolines: &'a [f64],
+}
+
+/// The Monte-Carlo refits, stored row-major (`[nmonte][…]` each).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct McRefits {
+    /// Number of refits.
+    pub nmonte: usize,
+    /// Full parameter vectors, `[nmonte][nparams]`.
+    pub values: Vec<f64>,
+    /// Peaks of the lines' convolved profiles, `[nmonte][nlines]`.
+    pub obsamps: Vec<f64>,
+    /// Best-fit line models, `[nmonte][npix]`.
+    pub model: Vec<f64>,
+    /// The fitted line residuals, `[nmonte][npix]`.
+    pub emlineflux: Vec<f64>,
+    /// specflux_mc − model, `[nmonte][npix]`.
     pub specflux_nolines: Vec<f64>,
+}
+
+impl McRefits {
+    /// Number of refits.
+    pub fn len(&self) -> usize {
+        self.nmonte
+    }
+
+    /// No refit.
+    pub fn is_empty(&self) -> bool {
+        self.nmonte == 0
+    }
+
+    /// Refit `k` (panics if `k` ≥ [`len`](Self::len)).
+    pub fn get(&self, k: usize) -> McRealisation<'_> {
+        assert!(k < self.nmonte, "MC refit {k} of {}", self.nmonte);
+        let nm = self.nmonte;
+        fn row(a: &[f64], k: usize, nm: usize) -> &[f64] {
+            let n = a.len() / nm;
+            &a[k * n..(k + 1) * n]
+        }
+        let row = |a| row(a, k, nm);
+        McRealisation {
+            values: row(&self.values),
+            obsamps: row(&self.obsamps),
+            model: row(&self.model),
+            emlineflux: row(&self.emlineflux),
+            specflux_nolines: row(&self.specflux_nolines),
+        }
+    }
+
+    /// The refits in order.
+    pub fn iter(&self) -> impl Iterator<Item = McRealisation<'_>> + '_ {
+        (0..self.nmonte).map(|k| self.get(k))
+    }
 }
 
 /// Everything the per-line measurements (SPEC §5.7) need.
@@ -276,7 +363,9 @@ pub struct LineFitResult {
     /// The relaxed final-pass fit, if run.
     pub relaxed: Option<LineFit>,
     /// Monte-Carlo refits (empty without MC input).
-    pub mc: Vec<McRealisation>,
+    pub mc: McRefits,
+    /// The line-model spectrum the fits ran on ([`emline_spectrum`]).
+    pub spectrum: EmlineSpectrum,
 }
 
 /// NumPy's `np.interp(x, xp, fp)` exactly, including its behaviour on
@@ -956,20 +1045,23 @@ pub fn emline_specfit(
         .map(|(f, m)| f - m)
         .collect();
 
-    let mut realisations = Vec::new();
+    let mut realisations = McRefits::default();
     if let Some(mc) = mc {
-        if mc.specflux.len() % npix != 0 {
-            return Err(KernelError::Shape(format!(
-                "line fit: {} MC fluxes for {npix} pixels",
-                mc.specflux.len()
-            )));
-        }
-        let nmonte = mc.specflux.len() / npix;
+        let nmonte = mc.specflux.nrows("MC flux", npix)?;
         if let Some(cm) = mc.continuum {
-            check_len("MC continuum", cm, mc.specflux.len())?;
+            if cm.nrows("MC continuum", npix)? != nmonte {
+                return Err(KernelError::Shape(format!(
+                    "line fit: MC continua and {nmonte} MC fluxes differ in number"
+                )));
+            }
         }
         let mut out = LineFit::default();
-        realisations.reserve(nmonte);
+        let rf = &mut realisations;
+        rf.values.reserve(nmonte * pt.nparams());
+        rf.obsamps.reserve(nmonte * pt.nlines());
+        for v in [&mut rf.model, &mut rf.emlineflux, &mut rf.specflux_nolines] {
+            v.reserve(nmonte * npix);
+        }
         // the refits run in the optimiser's reduced mode, and every refit
         // starts from the preferred values with the same model and weights:
         // share the start-point work (see the module docs)
@@ -978,30 +1070,26 @@ pub fn emline_specfit(
         ws.share_start(true);
         let mut refits = || -> Result<(), KernelError> {
             for k in 0..nmonte {
-                let sf = &mc.specflux[k * npix..(k + 1) * npix];
-                let cont = mc
-                    .continuum
-                    .map_or(input.continuum, |cm| &cm[k * npix..(k + 1) * npix]);
-                let emlineflux: Vec<f64> = (0..npix)
-                    .map(|i| sf[i] - cont[i] - input.smooth[i])
-                    .collect();
+                let sf = mc.specflux.row(k, npix);
+                let cont = mc.continuum.map_or(input.continuum, |cm| cm.row(k, npix));
+                let e0 = rf.emlineflux.len();
+                rf.emlineflux
+                    .extend((0..npix).map(|i| sf[i] - cont[i] - input.smooth[i]));
                 fit(
                     &pref_model,
                     &pref.values,
                     &bounds,
-                    &emlineflux,
+                    &rf.emlineflux[e0..],
                     FitTolerances::LOOSE,
                     ws,
                     &mut out,
                 )?;
-                let specflux_nolines = sf.iter().zip(&out.model).map(|(f, m)| f - m).collect();
-                realisations.push(McRealisation {
-                    values: out.values.clone(),
-                    obsamps: out.obsamps.clone(),
-                    model: out.model.clone(),
-                    emlineflux,
-                    specflux_nolines,
-                });
+                rf.specflux_nolines
+                    .extend(sf.iter().zip(&out.model).map(|(f, m)| f - m));
+                rf.values.extend_from_slice(&out.values);
+                rf.obsamps.extend_from_slice(&out.obsamps);
+                rf.model.extend_from_slice(&out.model);
+                rf.nmonte += 1;
             }
             Ok(())
         };
@@ -1036,6 +1124,7 @@ pub fn emline_specfit(
         broad: broad_fit,
         relaxed: relaxed_fit,
         mc: realisations,
+        spectrum: spec,
     })
 }
 

@@ -219,7 +219,9 @@ pub struct OptimizeWorkspace {
     extra_cols: Vec<ExtraColumn>,
     /// Reduced mode (see [`Self::set_reduced_lsmr`]; off by default).
     reduced: bool,
+    /// Zeroed camera-length scratch of `peak_amplitudes` (all 0 between calls).
     buf: Vec<f64>,
+    buf2: Vec<f64>,
     /// Scratch of the support-restricted residuals (reduced mode).
     fast: FastResiduals,
     /// Shared start point of consecutive fits (see [`Self::share_start`]).
@@ -619,7 +621,14 @@ pub fn optimize_into(
         ws.reduced && patch_list.is_empty() && nline_free > 0 && ws.fast.gauss.holds(&ws.amps);
     if nline_free > 0 {
         let gauss = cached.then_some(&ws.fast.gauss);
-        peak_amplitudes(spec, &ws.amps, &mut out.obsamps, &mut ws.buf, gauss);
+        peak_amplitudes(
+            spec,
+            &ws.amps,
+            &mut out.obsamps,
+            &mut ws.buf,
+            &mut ws.buf2,
+            gauss,
+        );
     }
     out.model.resize(npix, 0.0);
     if cached {
@@ -669,6 +678,12 @@ pub fn optimize_into(
 /// `find_peak_amplitudes`): the per-line product is formed in the same
 /// order as its `mulWMJ` with unit weights; maxima start at 0.
 ///
+/// The profile is written into a zeroed camera-length buffer and its rows
+/// are summed by [`banded_rows`] (ascending columns, whole band): the extra
+/// terms W·0 = ±0 leave every row sum unchanged (a sum that starts at +0
+/// never becomes −0), so this is bit-identical to summing each row over the
+/// profile's pixels only.
+///
 /// `gauss`, if given, holds the profiles' Gaussians at `amps` (checked by
 /// the caller): the profiles are then amp_eff·(cached Gaussian), as
 /// [`line_profile`] forms them.
@@ -677,6 +692,7 @@ fn peak_amplitudes(
     amps: &[f64],
     obsamps: &mut [f64],
     buf: &mut Vec<f64>,
+    rows: &mut Vec<f64>,
     gauss: Option<&GaussCache>,
 ) {
     let nl = spec.restwave.len();
@@ -686,6 +702,10 @@ fn peak_amplitudes(
         if buf.len() < n {
             buf.resize(n, 0.0);
         }
+        if rows.len() < n {
+            rows.resize(n, 0.0);
+        }
+        let x = &mut buf[..n];
         let nd = cam.w.ndiag;
         let h = nd / 2;
         for j in 0..nl {
@@ -707,7 +727,7 @@ fn peak_amplitudes(
                     return None;
                 }
                 let amp_eff = a * g.sigma / g.sigma_eff;
-                for (b, &e) in buf.iter_mut().zip(vals) {
+                for (b, &e) in x[g.lo..g.hi].iter_mut().zip(vals) {
                     *b = amp_eff * e;
                 }
                 Some((g.lo, g.hi))
@@ -715,7 +735,7 @@ fn peak_amplitudes(
             let (s, e) = if let Some(r) = from_cache {
                 r
             } else {
-                line_profile(
+                let (s, e) = line_profile(
                     spec.restwave[j],
                     a,
                     amps[nl + j],
@@ -723,25 +743,23 @@ fn peak_amplitudes(
                     &cam.logwave,
                     spec.z,
                     SIGMA_G,
-                    buf,
-                )
+                    rows,
+                );
+                x[s..e].copy_from_slice(&rows[..e - s]);
+                (s, e)
             };
             if s == e {
                 continue;
             }
             let imin = s.saturating_sub(h);
             let imax = (e + h).min(n);
+            banded_rows(&cam.w.data, &cam.rowdata, nd, x, imin, imax, rows);
             let mut best = obsamps[j];
-            for i in imin..imax {
-                let kmin = i.saturating_sub(h).max(s);
-                let kmax = (i + h).min(e - 1);
-                let mut acc = 0.0;
-                for k in kmin..=kmax {
-                    acc += cam.rowdata[i * nd + k + h - i] * buf[k - s];
-                }
+            for &acc in &rows[..imax - imin] {
                 best = best.max(acc);
             }
             obsamps[j] = best;
+            x[s..e].fill(0.0);
         }
     }
 }

@@ -49,6 +49,12 @@ pub(crate) fn line_geom(
     let sigma_eff = (sigma * sigma + sg * sg).sqrt();
     let left = log_center - MAX_SDEV * sigma_eff;
     let right = log_center + MAX_SDEV * sigma_eff;
+    // off the grid: the searches below would give hi == 0 (every pixel
+    // right of `right`) or lo == n (every pixel left of `left`)
+    match (logwave.first(), logwave.last()) {
+        (Some(&first), Some(&last)) if right < first || last < left => return None,
+        _ => {}
+    }
     let lo = logwave.partition_point(|&v| v < left);
     let hi = logwave.partition_point(|&v| v <= right);
     if hi == 0 || lo == logwave.len() {
