@@ -110,11 +110,13 @@ impl Pcg64 {
         g
     }
 
+    #[inline]
     fn step(&mut self) {
         self.state = self.state.wrapping_mul(PCG_MULT).wrapping_add(self.inc);
     }
 
     /// Next raw 64-bit output (XSL-RR).
+    #[inline]
     pub fn next_u64(&mut self) -> u64 {
         self.step();
         let rot = (self.state >> 122) as u32;
@@ -138,13 +140,29 @@ impl Pcg64 {
 
     /// Standard normal deviate: NumPy's `random_standard_normal` (256-layer ziggurat on
     /// 64-bit draws: 8 bits layer, 1 bit sign, 52 bits magnitude; tail and wedge fallbacks).
+    #[inline]
     pub fn standard_normal(&mut self, zig: &Ziggurat) -> f64 {
+        // the first draw is accepted ~99% of the time: keep that path small and inlined
+        let r = self.next_u64();
+        let idx = (r & 0xff) as usize;
+        let rabs = (r >> 9) & 0x000f_ffff_ffff_ffff;
+        if rabs < zig.ki[idx] {
+            let x = rabs as f64 * zig.wi[idx];
+            return if (r >> 8) & 1 == 1 { -x } else { x };
+        }
+        self.standard_normal_slow(zig, r)
+    }
+
+    /// The rest of [`Self::standard_normal`] after a first draw `r` outside its layer's
+    /// rectangle.
+    #[cold]
+    #[inline(never)]
+    fn standard_normal_slow(&mut self, zig: &Ziggurat, first: u64) -> f64 {
+        let mut r = first;
         loop {
-            let mut r = self.next_u64();
             let idx = (r & 0xff) as usize;
-            r >>= 8;
-            let sign = r & 1;
-            let rabs = (r >> 1) & 0x000f_ffff_ffff_ffff;
+            let sign = (r >> 8) & 1;
+            let rabs = (r >> 9) & 0x000f_ffff_ffff_ffff;
             let mut x = rabs as f64 * zig.wi[idx];
             if sign == 1 {
                 x = -x;
@@ -169,6 +187,7 @@ impl Pcg64 {
             {
                 return x;
             }
+            r = self.next_u64();
         }
     }
 }
