@@ -696,15 +696,22 @@ impl<'a> VdispProblem<'a> {
         let kl = &self.m.klambda[wlo..self.win.whi];
         // sources: −k·A·Z·ycomb (τ), A·Z·∂σ conv (σ), A·Z·conv F_t (c_t)
         // one pass over the pixels (the padding lanes stay zero)
-        let (az, yc, dc, conv) = (&self.az, &self.ycomb, &self.dconv, &self.conv);
-        for (j, vj) in self.vmat.chunks_exact_mut(nl).enumerate() {
-            let a = az[j];
-            vj[0].as_mut_array()[0] = -kl[j] * a * yc[j];
-            vj[0].as_mut_array()[1] = a * dc[j];
-            for t in 0..nt {
-                let c = 2 + t;
-                vj[c / 4].as_mut_array()[c % 4] = a * conv[t * nw + j];
-            }
+        let src = Sources {
+            kl,
+            az: &self.az,
+            yc: &self.ycomb,
+            dc: &self.dconv,
+            conv: &self.conv,
+            nw,
+        };
+        match nt {
+            1 => src.fill::<1>(&mut self.vmat),
+            2 => src.fill::<2>(&mut self.vmat),
+            3 => src.fill::<3>(&mut self.vmat),
+            4 => src.fill::<4>(&mut self.vmat),
+            5 => src.fill::<5>(&mut self.vmat),
+            6 => src.fill::<6>(&mut self.vmat),
+            _ => src.fill_dyn(nt, nl, &mut self.vmat),
         }
         // the columns of J as slices (τ, σ, c_1, …)
         let ncols = nt + 2;
@@ -796,6 +803,54 @@ fn dot4(a: &[f64], b: &[f64]) -> f64 {
         s += x * y;
     }
     s
+}
+
+/// The Jacobian's source columns on the template window (see [`VdispProblem`]).
+struct Sources<'s> {
+    kl: &'s [f64],
+    az: &'s [f64],
+    yc: &'s [f64],
+    dc: &'s [f64],
+    /// conv_σ(F_t), `[nt][nw]`.
+    conv: &'s [f64],
+    nw: usize,
+}
+
+impl Sources<'_> {
+    /// Interleave (τ, σ, c_1..c_NT, zero padding) per pixel into `v` (lanes of four).
+    #[inline(always)]
+    fn fill<const NT: usize>(&self, v: &mut [f64x4]) {
+        let nw = self.nw;
+        let nl = (NT + 2).div_ceil(4);
+        let conv: [&[f64]; NT] = std::array::from_fn(|t| &self.conv[t * nw..(t + 1) * nw]);
+        let (kl, az, yc, dc) = (&self.kl[..nw], &self.az[..nw], &self.yc[..nw], &self.dc[..nw]);
+        let mut row = [0.0f64; 8];
+        for (j, vj) in v[..nw * nl].chunks_exact_mut(nl).enumerate() {
+            let a = az[j];
+            row[0] = -kl[j] * a * yc[j];
+            row[1] = a * dc[j];
+            for t in 0..NT {
+                row[2 + t] = a * conv[t][j];
+            }
+            for (l, x) in vj.iter_mut().enumerate() {
+                *x = f64x4::from([row[4 * l], row[4 * l + 1], row[4 * l + 2], row[4 * l + 3]]);
+            }
+        }
+    }
+
+    /// [`Sources::fill`] for any template count.
+    fn fill_dyn(&self, nt: usize, nl: usize, v: &mut [f64x4]) {
+        let nw = self.nw;
+        for (j, vj) in v.chunks_exact_mut(nl).enumerate() {
+            let a = self.az[j];
+            vj[0].as_mut_array()[0] = -self.kl[j] * a * self.yc[j];
+            vj[0].as_mut_array()[1] = a * self.dc[j];
+            for t in 0..nt {
+                let c = 2 + t;
+                vj[c / 4].as_mut_array()[c % 4] = a * self.conv[t * nw + j];
+            }
+        }
+    }
 }
 
 /// J[a, c] = istd_a·Σ_j L[i_a, j]·v[j − wlo][c] over the active rows a into the column
