@@ -823,7 +823,12 @@ impl Sources<'_> {
         let nw = self.nw;
         let nl = (NT + 2).div_ceil(4);
         let conv: [&[f64]; NT] = std::array::from_fn(|t| &self.conv[t * nw..(t + 1) * nw]);
-        let (kl, az, yc, dc) = (&self.kl[..nw], &self.az[..nw], &self.yc[..nw], &self.dc[..nw]);
+        let (kl, az, yc, dc) = (
+            &self.kl[..nw],
+            &self.az[..nw],
+            &self.yc[..nw],
+            &self.dc[..nw],
+        );
         let mut row = [0.0f64; 8];
         for (j, vj) in v[..nw * nl].chunks_exact_mut(nl).enumerate() {
             let a = az[j];

@@ -113,8 +113,25 @@ impl WithSimd for Tsqr<'_> {
                 if tau == 0.0 {
                     continue;
                 }
-                for (jj, c) in right.chunks_exact_mut(bl).enumerate() {
-                    let j = k + 1 + jj;
+                // two columns per pass over v (each with the operations, in the order, of
+                // the one-column code: the same bits, with v loaded once for both)
+                let mut pairs = right.chunks_exact_mut(2 * bl);
+                let mut j = k + 1;
+                for cc in &mut pairs {
+                    let (c1, c2) = cc.split_at_mut(bl);
+                    let (d1, d2) = dot2(v, c1, c2);
+                    let t1 = -tau * (raug[k + j * n] + d1);
+                    let t2 = -tau * (raug[k + (j + 1) * n] + d2);
+                    raug[k + j * n] += t1;
+                    raug[k + (j + 1) * n] += t2;
+                    for ((y1, y2), x) in c1.iter_mut().zip(c2.iter_mut()).zip(v.iter()) {
+                        *y1 += x * t1;
+                        *y2 += x * t2;
+                    }
+                    j += 2;
+                }
+                let c = pairs.into_remainder();
+                if !c.is_empty() {
                     let w = raug[k + j * n] + dot(v, c);
                     let temp = -tau * w;
                     raug[k + j * n] += temp;
@@ -179,6 +196,36 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
         d += x * y;
     }
     d
+}
+
+/// [`dot`] of `a` with `b` and with `c` in one pass (each result bit-identical to `dot`).
+#[inline(always)]
+fn dot2(a: &[f64], b: &[f64], c: &[f64]) -> (f64, f64) {
+    let n = a.len().min(b.len()).min(c.len());
+    let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
+    let mut ab = [0.0f64; 16];
+    let mut ac = [0.0f64; 16];
+    let mut ca = a.chunks_exact(16);
+    let mut cb = b.chunks_exact(16);
+    let mut cc = c.chunks_exact(16);
+    for ((x, y), z) in (&mut ca).zip(&mut cb).zip(&mut cc) {
+        for q in 0..16 {
+            ab[q] += x[q] * y[q];
+            ac[q] += x[q] * z[q];
+        }
+    }
+    let fold = |acc: &mut [f64; 16], ra: &[f64], rb: &[f64]| {
+        for q in 0..4 {
+            acc[q] += acc[q + 4] + (acc[q + 8] + acc[q + 12]);
+        }
+        let mut d = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        for (x, y) in ra.iter().zip(rb) {
+            d += x * y;
+        }
+        d
+    };
+    let (ra, rb, rc) = (ca.remainder(), cb.remainder(), cc.remainder());
+    (fold(&mut ab, ra, rb), fold(&mut ac, ra, rc))
 }
 
 impl<P: DenseJacobian> Model for Compressed<'_, P> {
