@@ -124,6 +124,66 @@ pub fn attenuate(
     Ok(labs)
 }
 
+/// [`attenuate`] of two models at once (`a` with `atten_a`, `b` with `atten_b`) on the same
+/// grid: the same operations in the same order for each, with the two sequential L_abs
+/// sums interleaved in one loop (so each takes about half the time). Returns both L_abs.
+///
+/// # Errors
+/// As [`attenuate`].
+pub fn attenuate_pair(
+    a: &mut [f64],
+    atten_a: &[f64],
+    b: &mut [f64],
+    atten_b: &[f64],
+    zfactors: &[f64],
+    rest_wave: &[f64],
+    dustflux: &[f64],
+) -> Result<(f64, f64), KernelError> {
+    let n = a.len();
+    same_len(
+        "attenuate_pair",
+        &[
+            n,
+            atten_a.len(),
+            b.len(),
+            atten_b.len(),
+            zfactors.len(),
+            rest_wave.len(),
+            dustflux.len(),
+        ],
+    )?;
+    if n == 0 {
+        return Err(KernelError::Shape("attenuate: empty model".into()));
+    }
+    let ma = a[0] * atten_a[0];
+    let mut prev_da = a[0] - ma;
+    a[0] = ma;
+    let mb = b[0] * atten_b[0];
+    let mut prev_db = b[0] - mb;
+    b[0] = mb;
+    let (mut labs_a, mut labs_b) = (0.0, 0.0);
+    for i in 1..n {
+        let h = rest_wave[i] - rest_wave[i - 1];
+        let ma = a[i] * atten_a[i];
+        let da = a[i] - ma;
+        a[i] = ma;
+        labs_a += h * (da + prev_da);
+        prev_da = da;
+        let mb = b[i] * atten_b[i];
+        let db = b[i] - mb;
+        b[i] = mb;
+        labs_b += h * (db + prev_db);
+        prev_db = db;
+    }
+    labs_a *= 0.5;
+    labs_b *= 0.5;
+    for (((ma, mb), &df), &z) in a.iter_mut().zip(b.iter_mut()).zip(dustflux).zip(zfactors) {
+        *ma = (*ma + labs_a * df) * z;
+        *mb = (*mb + labs_b * df) * z;
+    }
+    Ok((labs_a, labs_b))
+}
+
 /// Trapezoid weights w with trapz(f, x) = Σ f·w (for pre-integrating template
 /// sums once per fit, as the VARPRO solver does).
 ///

@@ -743,7 +743,7 @@ pub fn build_linemasks(
                     &prep.coadd_wave,
                     &prep.coadd_flux,
                     &prep.coadd_ivar,
-                    &w,
+                    w,
                     z.z,
                     &lopts,
                     ws,

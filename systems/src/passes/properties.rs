@@ -15,7 +15,7 @@ use crate::kernels::derived::cflux::{continuum_fluxes_with, read_windows, Contin
 use crate::kernels::derived::dn4000::{dn4000, dn4000_rest_window, Dn4000Scratch};
 use crate::kernels::derived::kcorr::{kcorr_and_absmag, synth_absmag, KcorrPre};
 use crate::kernels::derived::mcvar::{nan_ivar_capped, nan_var, plain_ivar, var2ivar, F32MAX};
-use crate::kernels::derived::sed::{build_sed, build_sed_nodust_ranges, SedInputs};
+use crate::kernels::derived::sed::{build_sed, build_sed_nodust_ranges, build_sed_pair, SedInputs};
 use crate::kernels::derived::sps::{sps_properties, TemplateInfo, MASSNORM};
 use crate::kernels::dust::zfactors;
 use crate::kernels::filters::{load_filter, FilterCurve};
@@ -260,34 +260,77 @@ pub fn compute_properties(
     let dnw = dn4000_rest_window(&tpl.wave_ang);
     let mut s2_windows = read_windows(&tpl.wave_ang);
     s2_windows.push(dnw.clone());
-    for (c_all, &tv) in cf.mc_coeff.iter().zip(&cf.mc_tauv).take(nmc) {
-        let c_sed = mc_coeff_of(c_all);
-        let c = c_all;
-        if c.iter().all(|&x| x == 0.0) {
+    // Per realisation, in order: the line-free SED on the windows, Dn4000, synthetic absmags,
+    // continuum fluxes, SPS properties. `atten` = None for an all-zero realisation.
+    let mut post =
+        |c: &[f64], c_sed: &[f64], s1: &[f64], atten: Option<&[f64]>| -> Result<(), String> {
+            match atten {
+                None => {
+                    s2.clear();
+                    s2.resize(nw, 0.0);
+                    dn_mc.push(0.0);
+                }
+                Some(atten) => {
+                    // same τ_V: reuse the attenuation curve; the line-free SED is read only on
+                    // the continuum-flux windows and the Dn4000 window
+                    build_sed_nodust_ranges(&no_lines, c_sed, atten, &s2_windows, &mut s2)
+                        .map_err(|e| e.to_string())?;
+                    let r = dnw.clone();
+                    dn_mc.push(dn4000(&tpl.wave_ang[r.clone()], &s2[r], None, None, &mut dns).0);
+                }
+            }
+            synth_absmag(&pre, z, dmod, s1, &mut sa).map_err(|e| e.to_string())?;
+            for (j, v) in sa.iter().enumerate() {
+                sa_mc[j].push(*v);
+            }
+            let (l, f) = continuum_fluxes_with(&tpl.wave_ang, &s2, z, dlum, &mut cs);
+            l.iter().enumerate().for_each(|(j, v)| lums_mc[j].push(*v));
+            f.iter().enumerate().for_each(|(j, v)| cfl_mc[j].push(*v));
+            let q = sps_properties(c, keep, &info);
+            q.iter().enumerate().for_each(|(j, v)| sps_mc[j].push(*v));
+            Ok(())
+        };
+    let real: Vec<(&[f64], f64)> = cf
+        .mc_coeff
+        .iter()
+        .zip(&cf.mc_tauv)
+        .take(nmc)
+        .map(|(c, &tv)| (c.as_slice(), tv))
+        .collect();
+    let nonzero = |c: &[f64]| c.iter().any(|&x| x != 0.0);
+    let (mut s1b, mut atten_b) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < real.len() {
+        let (c, tv) = real[i];
+        if !nonzero(c) {
             s1.clear();
             s1.resize(nw, 0.0);
-            s2.clear();
-            s2.resize(nw, 0.0);
-            dn_mc.push(0.0);
+            post(c, &mc_coeff_of(c), &s1, None)?;
+            i += 1;
+        } else if i + 1 < real.len() && nonzero(real[i + 1].0) {
+            // two realisations: their SEDs with the L_abs integrals interleaved
+            let (cb, tvb) = real[i + 1];
+            let (ca_sed, cb_sed) = (mc_coeff_of(c), mc_coeff_of(cb));
+            build_sed_pair(
+                &with_lines,
+                (&ca_sed, tv),
+                (&cb_sed, tvb),
+                &mut atten,
+                &mut atten_b,
+                &mut s1,
+                &mut s1b,
+            )
+            .map_err(|e| e.to_string())?;
+            post(c, &ca_sed, &s1, Some(&atten))?;
+            post(cb, &cb_sed, &s1b, Some(&atten_b))?;
+            i += 2;
         } else {
+            let c_sed = mc_coeff_of(c);
             build_sed(&with_lines, &c_sed, tv, true, &mut atten, &mut s1)
                 .map_err(|e| e.to_string())?;
-            // same τ_V: reuse the attenuation curve; the line-free SED is read only on the
-            // continuum-flux windows and the Dn4000 window
-            build_sed_nodust_ranges(&no_lines, &c_sed, &atten, &s2_windows, &mut s2)
-                .map_err(|e| e.to_string())?;
-            let r = dnw.clone();
-            dn_mc.push(dn4000(&tpl.wave_ang[r.clone()], &s2[r], None, None, &mut dns).0);
+            post(c, &c_sed, &s1, Some(&atten))?;
+            i += 1;
         }
-        synth_absmag(&pre, z, dmod, &s1, &mut sa).map_err(|e| e.to_string())?;
-        for (j, v) in sa.iter().enumerate() {
-            sa_mc[j].push(*v);
-        }
-        let (l, f) = continuum_fluxes_with(&tpl.wave_ang, &s2, z, dlum, &mut cs);
-        l.iter().enumerate().for_each(|(j, v)| lums_mc[j].push(*v));
-        f.iter().enumerate().for_each(|(j, v)| cfl_mc[j].push(*v));
-        let q = sps_properties(c, keep, &info);
-        q.iter().enumerate().for_each(|(j, v)| sps_mc[j].push(*v));
     }
     let mc_ran = nmc > 0;
 

@@ -138,8 +138,11 @@ pub fn prepare_target(
         .collect();
     let coadd = coadd_cameras(&geo.layout, &inputs).map_err(|e| format!("coadd_cameras: {e}"))?;
     let npix = coadd.flux.len();
-    let coadd_res_deconv = Resolution::new(coadd.ndiag, npix, coadd.res.clone())
-        .and_then(|r| r.deconvolved())
+    // the Resolution takes the coadded R (no copy) and hands it back below
+    let coadd_r = Resolution::new(coadd.ndiag, npix, coadd.res)
+        .map_err(|e| format!("coadd resolution: {e}"))?;
+    let coadd_res_deconv = coadd_r
+        .deconvolved()
         .map_err(|e| format!("coadd resolution: {e}"))?
         .data;
 
@@ -157,11 +160,13 @@ pub fn prepare_target(
             CameraOutcome::Kept(p) => {
                 // SNR at the file camera index (FastSpecFit's `snr[icam]`, SPEC §2.3 step 4)
                 out.snr[icam] = p.snr;
-                let res = inp.res.to_vec();
-                let res_deconv = Resolution::new(c.ndiag, c.npix, res.clone())
-                    .and_then(|r| r.deconvolved())
+                let r = Resolution::new(c.ndiag, c.npix, inp.res.to_vec())
+                    .map_err(|e| format!("camera {} resolution: {e}", c.name))?;
+                let res_deconv = r
+                    .deconvolved()
                     .map_err(|e| format!("camera {} resolution: {e}", c.name))?
                     .data;
+                let res = r.data;
                 out.camerapix.push((start, start + c.npix));
                 start += c.npix;
                 out.cameras.push(CameraSpectrum {
@@ -199,7 +204,7 @@ pub fn prepare_target(
     out.coadd_flux = coadd.flux;
     out.coadd_ivar = coadd.ivar;
     out.coadd_ndiag = coadd.ndiag;
-    out.coadd_res = coadd.res;
+    out.coadd_res = coadd_r.data;
     out.coadd_res_deconv = coadd_res_deconv;
     Ok(out)
 }

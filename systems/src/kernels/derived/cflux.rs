@@ -99,12 +99,19 @@ fn clipped(
 /// Least-squares straight line y = a + b x; returns the intercept a (NaN if degenerate,
 /// as `np.polyfit` would give a meaningless or failing fit).
 fn line_intercept(x: &[f64], y: &[f64]) -> f64 {
+    debug_assert_eq!(x.len(), y.len());
     let n = x.len() as f64;
     if x.len() < 2 {
         return f64::NAN;
     }
-    let mx = x.iter().sum::<f64>() / n;
-    let my = y.iter().sum::<f64>() / n;
+    // both sums in one pass, each sequential from −0.0 as `Iterator::sum` does
+    let (mut sx, mut sy) = (-0.0f64, -0.0f64);
+    for (xi, yi) in x.iter().zip(y) {
+        sx += xi;
+        sy += yi;
+    }
+    let mx = sx / n;
+    let my = sy / n;
     let (mut sxx, mut sxy) = (0.0, 0.0);
     for (xi, yi) in x.iter().zip(y) {
         sxx += (xi - mx) * (xi - mx);

@@ -4,7 +4,7 @@
 //! S(λ) = [(Σ_t c_t F_t(λ))·A(λ) + L_abs·DUSTFLUX(λ)]·Z(λ) with dust emission, or
 //! (Σ_t c_t F_t)·A·Z without, where A = exp(−τ_V k(λ)) and Z are the zfactors.
 
-use crate::kernels::dust::{attenuate, attenuate_nodust, attenuation};
+use crate::kernels::dust::{attenuate, attenuate_nodust, attenuate_pair, attenuation};
 use crate::kernels::KernelError;
 
 /// Read-only inputs shared by all SEDs of one target.
@@ -70,8 +70,20 @@ pub fn build_sed_attenuated(
             nw
         )));
     }
-    // Σ_t c_t F_t from 0 in template order, skipping zero coefficients; the first term is
-    // written as 0 + c·f directly instead of accumulating into a zeroed buffer (same values)
+    template_sum(inp, coeff, out);
+    if dust_emission {
+        attenuate(out, atten, inp.zfactors, inp.wave, inp.dustflux)?;
+    } else {
+        attenuate_nodust(out, atten, inp.zfactors)?;
+    }
+    Ok(())
+}
+
+/// Σ_t c_t F_t into `out` (length nw), from 0 in template order, skipping zero
+/// coefficients; the first term is written as 0 + c·f directly instead of accumulating into
+/// a zeroed buffer (same values).
+fn template_sum(inp: &SedInputs<'_>, coeff: &[f64], out: &mut Vec<f64>) {
+    let nw = inp.wave.len();
     out.clear();
     let mut terms = coeff.iter().enumerate().filter(|(_, &c)| c != 0.0);
     match terms.next() {
@@ -83,11 +95,50 @@ pub fn build_sed_attenuated(
             *o += c * f;
         }
     }
-    if dust_emission {
-        attenuate(out, atten, inp.zfactors, inp.wave, inp.dustflux)?;
-    } else {
-        attenuate_nodust(out, atten, inp.zfactors)?;
+}
+
+/// [`build_sed`] with dust emission for two (coefficients, τ_V) at once: the same values as
+/// two calls, with the two L_abs integrals interleaved ([`attenuate_pair`]). The
+/// attenuation curves are left in `atten_a`, `atten_b`.
+///
+/// # Errors
+/// As [`build_sed`].
+#[allow(clippy::too_many_arguments)]
+pub fn build_sed_pair(
+    inp: &SedInputs<'_>,
+    (coeff_a, tauv_a): (&[f64], f64),
+    (coeff_b, tauv_b): (&[f64], f64),
+    atten_a: &mut Vec<f64>,
+    atten_b: &mut Vec<f64>,
+    out_a: &mut Vec<f64>,
+    out_b: &mut Vec<f64>,
+) -> Result<(), KernelError> {
+    let nw = inp.wave.len();
+    for coeff in [coeff_a, coeff_b] {
+        if nw == 0 || inp.flux.len() != coeff.len() * nw {
+            return Err(KernelError::Shape(format!(
+                "build_sed: {} template values for {} coefficients x {} wavelengths",
+                inp.flux.len(),
+                coeff.len(),
+                nw
+            )));
+        }
     }
+    atten_a.resize(nw, 0.0);
+    attenuation(tauv_a, inp.klambda, atten_a)?;
+    atten_b.resize(nw, 0.0);
+    attenuation(tauv_b, inp.klambda, atten_b)?;
+    template_sum(inp, coeff_a, out_a);
+    template_sum(inp, coeff_b, out_b);
+    attenuate_pair(
+        out_a,
+        atten_a,
+        out_b,
+        atten_b,
+        inp.zfactors,
+        inp.wave,
+        inp.dustflux,
+    )?;
     Ok(())
 }
 

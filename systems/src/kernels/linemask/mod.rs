@@ -236,7 +236,8 @@ fn dom(e: String) -> KernelError {
 
 /// The emission-line mask of the camera-coadded spectrum (see the module
 /// documentation). `table`/`cons` are the full line table and constraints,
-/// `w` the deconvolved coadd resolution (npix = `wave.len()`).
+/// `w` the deconvolved coadd resolution (npix = `wave.len()`; taken by value: the line
+/// model keeps it).
 ///
 /// # Errors
 /// [`KernelError::Shape`] on inconsistent lengths or an empty spectrum;
@@ -249,7 +250,7 @@ pub fn build_linemask(
     wave: &[f64],
     flux: &[f64],
     ivar: &[f64],
-    w: &Resolution,
+    w: Resolution,
     z: f64,
     opts: &LineMaskOptions,
     ws: &mut OptimizeWorkspace,
@@ -273,7 +274,7 @@ pub fn build_linemask(
     let in_range = pt.lines_in_range(z, (wmin, wmax), IN_RANGE_PAD);
     let (lm_broad, lm_nobroad) = build_linemodels(&pt, cons, &in_range).map_err(dom)?;
     let inr: Vec<usize> = (0..pt.nlines()).filter(|&j| in_range[j]).collect();
-    let cam = EmlineCamera::new(0, wave, w.clone())?;
+    let cam = EmlineCamera::new(0, wave, w)?;
     let spec = EmlineSpectrum::new(pt.restwave.clone(), z, vec![cam])?;
 
     // patches of the in-range strong lines (sorted unique letters)

@@ -22,7 +22,7 @@ fn check(tag: &str) {
         &wave,
         &flux,
         &ivar,
-        &w,
+        w,
         z,
         &LineMaskOptions::default(),
         &mut ws,

@@ -226,6 +226,8 @@ pub fn coadd_cameras(layout: &CoaddLayout, cams: &[CameraInput<'_>]) -> Result<C
         res: vec![0.0; nd * nw],
     };
     let mut rnorm = vec![0.0; nd * nw];
+    // Each (diagonal, pixel) element is touched once per camera, cameras in `sorted` order;
+    // the loops run diagonal by diagonal over contiguous rows (same operations per element).
     for &b in &layout.sorted {
         let c = &cams[b];
         let (s, n, ov) = (layout.start[b], c.flux.len(), &layout.overlap[b]);
@@ -237,20 +239,31 @@ pub fn coadd_cameras(layout: &CoaddLayout, cams: &[CameraInput<'_>]) -> Result<C
                 out.flux[o] = c.flux[j];
                 out.ivar[o] = c.ivar[j];
                 out.mask[o] = c.mask[j];
-                for d in 0..ndc {
-                    out.res[(off + d) * nw + o] = c.res[d * n + j];
-                    rnorm[(off + d) * nw + o] = 1.0;
-                }
             } else {
                 out.flux[o] += c.ivar[j] * c.flux[j];
                 out.ivar[o] += c.ivar[j];
                 out.mask[o] |= c.mask[j];
-                for d in 0..ndc {
-                    // periodic index (j + d − ww) mod n
-                    let k = (j + d + n - ww % n) % n;
+            }
+        }
+        for d in 0..ndc {
+            let row = (off + d) * nw + s;
+            let ores = &mut out.res[row..row + n];
+            let onorm = &mut rnorm[row..row + n];
+            let cres = &c.res[d * n..(d + 1) * n];
+            // periodic index (j + d − ww) mod n = (j + base) mod n
+            let base = d + n - ww % n;
+            for j in 0..n {
+                if !ov[j] {
+                    ores[j] = cres[j];
+                    onorm[j] = 1.0;
+                } else {
+                    let mut k = j + base;
+                    while k >= n {
+                        k -= n;
+                    }
                     let w = c.ivar[k];
-                    out.res[(off + d) * nw + o] += w * c.res[d * n + j];
-                    rnorm[(off + d) * nw + o] += w;
+                    ores[j] += w * cres[j];
+                    onorm[j] += w;
                 }
             }
         }
@@ -259,13 +272,20 @@ pub fn coadd_cameras(layout: &CoaddLayout, cams: &[CameraInput<'_>]) -> Result<C
         if layout.normalize[o] {
             let iv = out.ivar[o];
             out.flux[o] /= iv + if iv == 0.0 { 1.0 } else { 0.0 };
-            for d in 0..nd {
-                let rn = rnorm[d * nw + o];
-                out.res[d * nw + o] /= rn + if rn == 0.0 { 1.0 } else { 0.0 };
-            }
         }
         if out.ivar[o] > 0.0 {
             out.mask[o] = 0;
+        }
+    }
+    for d in 0..nd {
+        let (ores, onorm) = (
+            &mut out.res[d * nw..(d + 1) * nw],
+            &rnorm[d * nw..(d + 1) * nw],
+        );
+        for ((r, &rn), &norm) in ores.iter_mut().zip(onorm).zip(&layout.normalize) {
+            if norm {
+                *r /= rn + if rn == 0.0 { 1.0 } else { 0.0 };
+            }
         }
     }
     Ok(out)

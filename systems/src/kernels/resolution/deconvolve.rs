@@ -224,11 +224,15 @@ pub fn deconvolve_dia(
             (0..w).for_each(|idx| q[idx * n + j] *= f);
         }
     }
-    // 5. back to DIA
-    let mut out = vec![0.0; w * n];
+    // 5. back to DIA, in place (no second w × n buffer): DIA row r is row w−1−r of q
+    // rotated left by (r + n − w2) mod n; rotate every row, then reverse the row order
     for r in 0..w {
-        let src = &q[(w - 1 - r) * n..(w - r) * n];
-        rotate_copy(src, (r + n - w2) % n, &mut out[r * n..(r + 1) * n]);
+        let idx = w - 1 - r;
+        q[idx * n..(idx + 1) * n].rotate_left((r + n - w2) % n);
     }
-    Ok(out)
+    for r in 0..w / 2 {
+        let (head, tail) = q.split_at_mut((w - 1 - r) * n);
+        head[r * n..(r + 1) * n].swap_with_slice(&mut tail[..n]);
+    }
+    Ok(q)
 }

@@ -250,16 +250,33 @@ pub fn sigmaclip(c: &[f64], low: f64, high: f64, keep: &mut [bool]) -> Result<us
         if std == 0.0 {
             break;
         }
-        let n0 = n;
-        for (k, &v) in keep.iter_mut().zip(c) {
-            if *k && (v < clo || v > chi) {
-                *k = false;
-                n -= 1;
-                s -= v;
-                s2 -= v * v;
+        // Reject in index order, as one sequential pass would; blocks of 8 values are first
+        // tested branch-free and skipped when nothing in them is rejected.
+        let mut rejected = false;
+        let mut pass = |kb: &mut [bool], cb: &[f64]| {
+            let any = kb
+                .iter()
+                .zip(cb)
+                .fold(false, |a, (&k, &v)| a | (k & ((v < clo) | (v > chi))));
+            if any {
+                rejected = true;
+                for (k, &v) in kb.iter_mut().zip(cb) {
+                    if *k && (v < clo || v > chi) {
+                        *k = false;
+                        n -= 1;
+                        s -= v;
+                        s2 -= v * v;
+                    }
+                }
             }
+        };
+        let mut kc = keep.chunks_exact_mut(8);
+        let mut cc = c.chunks_exact(8);
+        for (kb, cb) in (&mut kc).zip(&mut cc) {
+            pass(kb, cb);
         }
-        if n0 == n {
+        pass(kc.into_remainder(), cc.remainder());
+        if !rejected {
             break;
         }
     }
