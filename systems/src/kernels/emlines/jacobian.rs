@@ -75,6 +75,8 @@ struct CameraJac {
     act: Vec<(usize, usize)>,
     /// Scratch: breakpoints of the column ranges.
     cuts: Vec<usize>,
+    /// Scratch: the non-empty columns (k, start, end), ascending k.
+    cols: Vec<(usize, usize, usize)>,
     /// The triples' columns interleaved per pixel for `rmatvec`: line
     /// `triples[i]` at `tvals[toff[i] + 4t ..]` = (∂A, ∂v, ∂σ, 0) at its
     /// local pixel t.
@@ -93,29 +95,18 @@ impl CameraJac {
         self.triples
             .sort_by_key(|&j| std::cmp::Reverse(ends[j].1 - ends[j].0));
         self.toff.clear();
-        let total: usize = self
-            .triples
-            .iter()
-            .map(|&j| 4 * (self.ends[j].1 - self.ends[j].0))
-            .sum();
         self.tvals.clear();
-        self.tvals.resize(total, 0.0);
-        let mut off = 0;
         for &j in &self.triples {
             let n = self.ends[j].1 - self.ends[j].0;
-            self.toff.push(off);
+            self.toff.push(self.tvals.len());
             let (ca, cv, cs) = (
                 &self.vals[j * w..j * w + n],
                 &self.vals[(nl + j) * w..(nl + j) * w + n],
                 &self.vals[(2 * nl + j) * w..(2 * nl + j) * w + n],
             );
-            let dst = &mut self.tvals[off..off + 4 * n];
-            for (t, d) in dst.chunks_exact_mut(4).enumerate() {
-                d[0] = ca[t];
-                d[1] = cv[t];
-                d[2] = cs[t];
+            for ((&a, &v), &g) in ca.iter().zip(cv).zip(cs) {
+                self.tvals.extend_from_slice(&[a, v, g, 0.0]);
             }
-            off += 4 * n;
         }
     }
 }
@@ -206,9 +197,11 @@ impl CameraJac {
     /// Build `segs` / `act` from `ends` (after the convolution).
     fn build_segments(&mut self) {
         self.cuts.clear();
-        for &(s, e) in self.ends.iter().filter(|r| r.0 < r.1) {
+        self.cols.clear();
+        for (k, &(s, e)) in self.ends.iter().enumerate().filter(|r| r.1 .0 < r.1 .1) {
             self.cuts.push(s);
             self.cuts.push(e);
+            self.cols.push((k, s, e));
         }
         self.cuts.sort_unstable();
         self.cuts.dedup();
@@ -217,8 +210,8 @@ impl CameraJac {
         for w in self.cuts.windows(2) {
             let (p, q) = (w[0], w[1]);
             let a0 = self.act.len();
-            for (k, &(s, e)) in self.ends.iter().enumerate() {
-                if s <= p && q <= e && s < e {
+            for &(k, s, e) in &self.cols {
+                if s <= p && q <= e {
                     self.act.push((k, s));
                 }
             }
@@ -500,14 +493,14 @@ impl EmlineJacobian {
                     *e = (0, 0);
                 }
             }
-            mul_wmj(
-                &weights[cam.start..cam.start + cam.npix()],
-                &cam.rowdata,
-                &cam.w.data,
+            Arch::new().dispatch(MulWmj {
+                w: &weights[cam.start..cam.start + cam.npix()],
+                rowdata: &cam.rowdata,
+                data: &cam.w.data,
                 nd,
                 cj,
-                &mut self.buf,
-            );
+                buf: &mut self.buf,
+            });
             self.rscratch.clear();
             self.rscratch.extend_from_slice(&cj.ends);
             cj.support.clear();
@@ -716,6 +709,34 @@ impl EmlineJacobian {
     }
 }
 
+/// [`mul_wmj`] compiled per instruction set (no fused multiply–add: the
+/// same bits on every path).
+struct MulWmj<'a> {
+    w: &'a [f64],
+    rowdata: &'a [f64],
+    data: &'a [f64],
+    nd: usize,
+    cj: &'a mut CameraJac,
+    buf: &'a mut Vec<f64>,
+}
+
+impl WithSimd for MulWmj<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        let MulWmj {
+            w,
+            rowdata,
+            data,
+            nd,
+            cj,
+            buf,
+        } = self;
+        mul_wmj(w, rowdata, data, nd, cj, buf);
+    }
+}
+
 /// In place: column k of J (local range [s, e)) ← diag(w)·W·column, range
 /// widened by ±ndiag/2 and clipped to the camera (FastSpecFit's `mulWMJ`).
 /// The three columns of a line (k = j, nl + j, 2nl + j), which normally share
@@ -726,6 +747,7 @@ impl EmlineJacobian {
 /// diagonal over all rows at once (vectorisable; each row's sum still runs
 /// over the band in the original order), from W's DIA `data`
 /// (`data[d·n + j]` = row data `[i·nd + nd − 1 − d]` with j = i − h + nd − 1 − d).
+#[inline(always)]
 fn mul_wmj(
     w: &[f64],
     rowdata: &[f64],
@@ -830,6 +852,7 @@ fn mul_wmj(
 }
 
 /// [`mul_wmj`] for one column.
+#[inline(always)]
 fn mul_wmj_column(
     w: &[f64],
     rowdata: &[f64],
