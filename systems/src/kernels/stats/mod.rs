@@ -234,12 +234,11 @@ pub fn sigmaclip(c: &[f64], low: f64, high: f64, keep: &mut [bool]) -> Result<us
     }
     keep.fill(true);
     let mut n = c.len();
+    // the two sums in one pass (each still in index order)
     let mut s = 0.0;
     let mut s2 = 0.0;
     for &v in c {
         s += v;
-    }
-    for &v in c {
         s2 += v * v;
     }
     loop {
@@ -249,6 +248,16 @@ pub fn sigmaclip(c: &[f64], low: f64, high: f64, keep: &mut [bool]) -> Result<us
         let clo = mean - std * low;
         let chi = mean + std * high;
         if std == 0.0 {
+            break;
+        }
+        // a pass that would clip nothing ends the loop: count first (no
+        // dependency chain), update the sums only when something goes
+        let out = keep
+            .iter()
+            .zip(c)
+            .filter(|(&k, &v)| k && (v < clo || v > chi))
+            .count();
+        if out == 0 {
             break;
         }
         let n0 = n;
