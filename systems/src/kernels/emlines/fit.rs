@@ -1068,6 +1068,8 @@ pub fn emline_specfit(
         let reduced = ws.reduced_lsmr();
         ws.set_reduced_lsmr(true);
         ws.share_start(true);
+        // the refits' χ² is never used
+        ws.skip_chi2(true);
         let mut refits = || -> Result<(), KernelError> {
             for k in 0..nmonte {
                 let sf = mc.specflux.row(k, npix);
@@ -1095,6 +1097,7 @@ pub fn emline_specfit(
         };
         let res = refits();
         ws.share_start(false);
+        ws.skip_chi2(false);
         ws.set_reduced_lsmr(reduced);
         res?;
     }

@@ -14,6 +14,7 @@ use super::mapping::ParamsMapping;
 use super::optimize::GaussCache;
 use super::profile::{line_geom, EmlineSpectrum, C_LIGHT, MAX_SDEV, SIGMA_G};
 use crate::kernels::nnls::householder::dot;
+use faer::traits::pulp::{Arch, Simd, WithSimd};
 
 /// FastSpecFit's `max_buffer_width`: a safe bound on the pixels any line
 /// covers, + 2·padding + 4.
@@ -66,6 +67,232 @@ struct CameraJac {
     triples: Vec<usize>,
     /// The other non-empty columns.
     singles: Vec<usize>,
+    /// Pixel segments of the support on which the set of non-empty columns
+    /// is constant: (first, end, act0, act1) with the columns
+    /// `act[act0..act1]` (ascending k) covering all of [first, end).
+    segs: Vec<(usize, usize, usize, usize)>,
+    /// Per active column: (k, start of its range).
+    act: Vec<(usize, usize)>,
+    /// Scratch: breakpoints of the column ranges.
+    cuts: Vec<usize>,
+    /// Scratch: the non-empty columns (k, start, end), ascending k.
+    cols: Vec<(usize, usize, usize)>,
+    /// The triples' columns interleaved per pixel for `rmatvec`: line
+    /// `triples[i]` at `tvals[toff[i] + 4t ..]` = (∂A, ∂v, ∂σ, 0) at its
+    /// local pixel t.
+    tvals: Vec<f64>,
+    toff: Vec<usize>,
+}
+
+impl CameraJac {
+    /// Build `tvals` / `toff` from the triples' columns (triples sorted by
+    /// length, longest first, so that lines summed together have similar
+    /// lengths; each line's sums do not depend on the order).
+    fn build_interleaved(&mut self) {
+        let nl = self.ends.len() / 3;
+        let w = self.width;
+        let ends = &self.ends;
+        self.triples
+            .sort_by_key(|&j| std::cmp::Reverse(ends[j].1 - ends[j].0));
+        self.toff.clear();
+        self.tvals.clear();
+        for &j in &self.triples {
+            let n = self.ends[j].1 - self.ends[j].0;
+            self.toff.push(self.tvals.len());
+            let (ca, cv, cs) = (
+                &self.vals[j * w..j * w + n],
+                &self.vals[(nl + j) * w..(nl + j) * w + n],
+                &self.vals[(2 * nl + j) * w..(2 * nl + j) * w + n],
+            );
+            for ((&a, &v), &g) in ca.iter().zip(cv).zip(cs) {
+                self.tvals.extend_from_slice(&[a, v, g, 0.0]);
+            }
+        }
+    }
+}
+
+/// [`EmlineJacobian::rmatvec`]'s triple sums, compiled per instruction set:
+/// vfull[k] = Σ_t col_k[t]·u[t] for the three columns of every triple line,
+/// each a sequential sum from −0 (as `Iterator::sum`), the three columns of
+/// a line as the lanes of one vector, four lines at a time.
+struct TripleSums<'a> {
+    cj: &'a CameraJac,
+    uc: &'a [f64],
+    vfull: &'a mut [f64],
+}
+
+impl WithSimd for TripleSums<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        let TripleSums { cj, uc, vfull } = self;
+        let nl = cj.ends.len() / 3;
+        let line = |i: usize| {
+            let j = cj.triples[i];
+            let (s, e) = cj.ends[j];
+            let off = cj.toff[i];
+            (j, &cj.tvals[off..off + 4 * (e - s)], &uc[s..e])
+        };
+        let store = |vfull: &mut [f64], j: usize, acc: &[f64; 4]| {
+            vfull[j] = acc[0];
+            vfull[nl + j] = acc[1];
+            vfull[2 * nl + j] = acc[2];
+        };
+        let nt = cj.triples.len();
+        let mut i = 0;
+        while i < nt {
+            match nt - i {
+                1 => group::<1>(std::array::from_fn(|l| line(i + l)), |j, a| {
+                    store(vfull, j, a)
+                }),
+                2 => group::<2>(std::array::from_fn(|l| line(i + l)), |j, a| {
+                    store(vfull, j, a)
+                }),
+                3 => group::<3>(std::array::from_fn(|l| line(i + l)), |j, a| {
+                    store(vfull, j, a)
+                }),
+                _ => group::<4>(std::array::from_fn(|l| line(i + l)), |j, a| {
+                    store(vfull, j, a)
+                }),
+            }
+            i += 4;
+        }
+    }
+}
+
+/// The sums of `N` triple lines (j, interleaved columns, u over the line's
+/// range) together up to the shortest length, then each alone; every lane
+/// a sequential sum from −0.
+#[inline(always)]
+fn group<const N: usize>(
+    lines: [(usize, &[f64], &[f64]); N],
+    mut store: impl FnMut(usize, &[f64; 4]),
+) {
+    let m = lines.iter().map(|l| l.2.len()).min().unwrap_or(0);
+    let mut acc = [[-0.0f64; 4]; N];
+    let tv: [&[f64]; N] = std::array::from_fn(|l| &lines[l].1[..4 * m]);
+    let uu: [&[f64]; N] = std::array::from_fn(|l| &lines[l].2[..m]);
+    for t in 0..m {
+        for l in 0..N {
+            let x = uu[l][t];
+            let c = &tv[l][4 * t..4 * t + 4];
+            for q in 0..4 {
+                acc[l][q] += c[q] * x;
+            }
+        }
+    }
+    for l in 0..N {
+        let (j, tvl, ul) = lines[l];
+        for (c, &x) in tvl[4 * m..].chunks_exact(4).zip(&ul[m..]) {
+            for q in 0..4 {
+                acc[l][q] += c[q] * x;
+            }
+        }
+        store(j, &acc[l]);
+    }
+}
+
+impl CameraJac {
+    /// Build `segs` / `act` from `ends` (after the convolution).
+    fn build_segments(&mut self) {
+        self.cuts.clear();
+        self.cols.clear();
+        for (k, &(s, e)) in self.ends.iter().enumerate().filter(|r| r.1 .0 < r.1 .1) {
+            self.cuts.push(s);
+            self.cuts.push(e);
+            self.cols.push((k, s, e));
+        }
+        self.cuts.sort_unstable();
+        self.cuts.dedup();
+        self.segs.clear();
+        self.act.clear();
+        for w in self.cuts.windows(2) {
+            let (p, q) = (w[0], w[1]);
+            let a0 = self.act.len();
+            for &(k, s, e) in &self.cols {
+                if s <= p && q <= e {
+                    self.act.push((k, s));
+                }
+            }
+            if self.act.len() > a0 {
+                self.segs.push((p, q, a0, self.act.len()));
+            }
+        }
+    }
+}
+
+/// [`EmlineJacobian::matvec_support`]'s loops, compiled per instruction set.
+struct MatvecSupport<'a> {
+    spec: &'a EmlineSpectrum,
+    cams: &'a [CameraJac],
+    f: &'a [f64],
+    out: &'a mut [f64],
+}
+
+impl WithSimd for MatvecSupport<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        let MatvecSupport { spec, cams, f, out } = self;
+        for (cam, cj) in spec.cameras.iter().zip(cams) {
+            let o = &mut out[cam.start..cam.start + cam.npix()];
+            for &(p, q, a0, a1) in &cj.segs {
+                segment_matvec(&mut o[p..q], p, &cj.act[a0..a1], &cj.vals, cj.width, f);
+            }
+        }
+    }
+}
+
+/// o[t] = Σ_k vals[k·width + t − s_k]·f[k] over the segment's active
+/// columns in ascending k, summed from +0 in that order (the same additions
+/// as accumulating the columns one after another into a zeroed `o`).
+#[inline(always)]
+fn segment_matvec(
+    o: &mut [f64],
+    p: usize,
+    act: &[(usize, usize)],
+    vals: &[f64],
+    width: usize,
+    f: &[f64],
+) {
+    let n = o.len();
+    let mut t = 0;
+    while t + 16 <= n {
+        let mut acc = [0.0f64; 16];
+        for &(k, s) in act {
+            let fk = f[k];
+            let base = k * width + p + t - s;
+            let c = &vals[base..base + 16];
+            for q in 0..16 {
+                acc[q] += c[q] * fk;
+            }
+        }
+        o[t..t + 16].copy_from_slice(&acc);
+        t += 16;
+    }
+    while t + 4 <= n {
+        let mut acc = [0.0f64; 4];
+        for &(k, s) in act {
+            let fk = f[k];
+            let base = k * width + p + t - s;
+            let c = &vals[base..base + 4];
+            for q in 0..4 {
+                acc[q] += c[q] * fk;
+            }
+        }
+        o[t..t + 4].copy_from_slice(&acc);
+        t += 4;
+    }
+    while t < n {
+        let mut acc = 0.0f64;
+        for &(k, s) in act {
+            acc += vals[k * width + p + t - s] * f[k];
+        }
+        o[t] = acc;
+        t += 1;
+    }
 }
 
 /// Sorted union of the non-empty ranges in `ranges` (which is reordered),
@@ -266,18 +493,19 @@ impl EmlineJacobian {
                     *e = (0, 0);
                 }
             }
-            mul_wmj(
-                &weights[cam.start..cam.start + cam.npix()],
-                &cam.rowdata,
-                &cam.w.data,
+            Arch::new().dispatch(MulWmj {
+                w: &weights[cam.start..cam.start + cam.npix()],
+                rowdata: &cam.rowdata,
+                data: &cam.w.data,
                 nd,
                 cj,
-                &mut self.buf,
-            );
+                buf: &mut self.buf,
+            });
             self.rscratch.clear();
             self.rscratch.extend_from_slice(&cj.ends);
             cj.support.clear();
             merge_ranges(&mut self.rscratch, 0, &mut cj.support);
+            cj.build_segments();
             cj.triples.clear();
             cj.singles.clear();
             for j in 0..nl {
@@ -293,6 +521,7 @@ impl EmlineJacobian {
                     );
                 }
             }
+            cj.build_interleaved();
         }
         Ok(())
     }
@@ -333,7 +562,10 @@ impl EmlineJacobian {
 
     /// out = J · v on the rows of [`support`](Self::support) only (the other
     /// rows of `out` are left untouched); bit-identical to
-    /// [`matvec`](Self::matvec) there.
+    /// [`matvec`](Self::matvec) there: per pixel segment with a constant set
+    /// of columns, each row sums its columns' terms in ascending column
+    /// order from +0, as the column-by-column accumulation does (runtime
+    /// SIMD dispatch; no fused multiply–add).
     pub fn matvec_support(
         &mut self,
         spec: &EmlineSpectrum,
@@ -342,19 +574,12 @@ impl EmlineJacobian {
         out: &mut [f64],
     ) {
         mapping.jac_matvec(v, &mut self.vfull);
-        for (cam, cj) in spec.cameras.iter().zip(&self.cams) {
-            let o = &mut out[cam.start..cam.start + cam.npix()];
-            for &(a, b) in &cj.support {
-                o[a..b].fill(0.0);
-            }
-            for (k, &(s, e)) in cj.ends.iter().enumerate() {
-                let f = self.vfull[k];
-                let col = &cj.vals[k * cj.width..k * cj.width + (e - s)];
-                for (x, &c) in o[s..e].iter_mut().zip(col) {
-                    *x += c * f;
-                }
-            }
-        }
+        Arch::new().dispatch(MatvecSupport {
+            spec,
+            cams: &self.cams,
+            f: &self.vfull,
+            out,
+        });
     }
 
     /// out = Jᵀ · u (u: hstacked pixels, out: free parameters).
@@ -369,72 +594,14 @@ impl EmlineJacobian {
         for (cam, cj) in spec.cameras.iter().zip(&self.cams) {
             let uc = &u[cam.start..cam.start + cam.npix()];
             let w = cj.width;
-            let nl = cj.ends.len() / 3;
             // empty columns: the empty sum (−0.0) as `Iterator::sum`
             self.vfull.fill(-0.0);
-            // lines whose three columns share their range, two at a time: six
-            // independent sums, each in the sequential order of
-            // `Iterator::sum` (bit-identical to column-by-column)
-            let mut pairs = cj.triples.chunks_exact(2);
-            for pr in &mut pairs {
-                let (j1, j2) = (pr[0], pr[1]);
-                let (s1, e1) = cj.ends[j1];
-                let (s2, e2) = cj.ends[j2];
-                let (n1, n2) = (e1 - s1, e2 - s2);
-                let col = |k: usize, n: usize| &cj.vals[k * w..k * w + n];
-                let (a1, v1, g1) = (col(j1, n1), col(nl + j1, n1), col(2 * nl + j1, n1));
-                let (a2, v2, g2) = (col(j2, n2), col(nl + j2, n2), col(2 * nl + j2, n2));
-                let (u1, u2) = (&uc[s1..e1], &uc[s2..e2]);
-                let mut acc = [-0.0f64; 6];
-                let nmin = n1.min(n2);
-                for t in 0..nmin {
-                    let (x1, x2) = (u1[t], u2[t]);
-                    acc[0] += a1[t] * x1;
-                    acc[1] += v1[t] * x1;
-                    acc[2] += g1[t] * x1;
-                    acc[3] += a2[t] * x2;
-                    acc[4] += v2[t] * x2;
-                    acc[5] += g2[t] * x2;
-                }
-                for t in nmin..n1 {
-                    let x1 = u1[t];
-                    acc[0] += a1[t] * x1;
-                    acc[1] += v1[t] * x1;
-                    acc[2] += g1[t] * x1;
-                }
-                for t in nmin..n2 {
-                    let x2 = u2[t];
-                    acc[3] += a2[t] * x2;
-                    acc[4] += v2[t] * x2;
-                    acc[5] += g2[t] * x2;
-                }
-                self.vfull[j1] = acc[0];
-                self.vfull[nl + j1] = acc[1];
-                self.vfull[2 * nl + j1] = acc[2];
-                self.vfull[j2] = acc[3];
-                self.vfull[nl + j2] = acc[4];
-                self.vfull[2 * nl + j2] = acc[5];
-            }
-            if let [j] = *pairs.remainder() {
-                let (s, e) = cj.ends[j];
-                let n = e - s;
-                let (ca, cv, cs) = (
-                    &cj.vals[j * w..j * w + n],
-                    &cj.vals[(nl + j) * w..(nl + j) * w + n],
-                    &cj.vals[(2 * nl + j) * w..(2 * nl + j) * w + n],
-                );
-                let uu = &uc[s..e];
-                let (mut aa, mut av, mut as_) = (-0.0f64, -0.0f64, -0.0f64);
-                for i in 0..n {
-                    let x = uu[i];
-                    aa += ca[i] * x;
-                    av += cv[i] * x;
-                    as_ += cs[i] * x;
-                }
-                self.vfull[j] = aa;
-                self.vfull[nl + j] = av;
-                self.vfull[2 * nl + j] = as_;
-            }
+            // lines whose three columns share their range: one vector per line
+            Arch::new().dispatch(TripleSums {
+                cj,
+                uc,
+                vfull: &mut self.vfull,
+            });
             for &k in &cj.singles {
                 let (s, e) = cj.ends[k];
                 let col = &cj.vals[k * w..k * w + (e - s)];
@@ -542,6 +709,34 @@ impl EmlineJacobian {
     }
 }
 
+/// [`mul_wmj`] compiled per instruction set (no fused multiply–add: the
+/// same bits on every path).
+struct MulWmj<'a> {
+    w: &'a [f64],
+    rowdata: &'a [f64],
+    data: &'a [f64],
+    nd: usize,
+    cj: &'a mut CameraJac,
+    buf: &'a mut Vec<f64>,
+}
+
+impl WithSimd for MulWmj<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        let MulWmj {
+            w,
+            rowdata,
+            data,
+            nd,
+            cj,
+            buf,
+        } = self;
+        mul_wmj(w, rowdata, data, nd, cj, buf);
+    }
+}
+
 /// In place: column k of J (local range [s, e)) ← diag(w)·W·column, range
 /// widened by ±ndiag/2 and clipped to the camera (FastSpecFit's `mulWMJ`).
 /// The three columns of a line (k = j, nl + j, 2nl + j), which normally share
@@ -552,6 +747,7 @@ impl EmlineJacobian {
 /// diagonal over all rows at once (vectorisable; each row's sum still runs
 /// over the band in the original order), from W's DIA `data`
 /// (`data[d·n + j]` = row data `[i·nd + nd − 1 − d]` with j = i − h + nd − 1 − d).
+#[inline(always)]
 fn mul_wmj(
     w: &[f64],
     rowdata: &[f64],
@@ -656,6 +852,7 @@ fn mul_wmj(
 }
 
 /// [`mul_wmj`] for one column.
+#[inline(always)]
 fn mul_wmj_column(
     w: &[f64],
     rowdata: &[f64],

@@ -228,6 +228,8 @@ pub struct OptimizeWorkspace {
     start: StartCache,
     /// The Jacobian at the shared start point.
     jac0: EmlineJacobian,
+    /// Leave `LineFit::chi2` NaN (see [`Self::skip_chi2`]).
+    skip_chi2: bool,
 }
 
 /// What consecutive fits from one start point share (reduced mode, no
@@ -378,6 +380,16 @@ impl OptimizeWorkspace {
             self.start.jac_ok = false;
             self.start.gram_ok.set(false);
         }
+    }
+}
+
+impl OptimizeWorkspace {
+    /// Skip the χ² of the fits run while on (default off): `LineFit::chi2`
+    /// is then NaN (`dof` and everything else as usual). For callers that
+    /// discard it (the Monte-Carlo refits): its sequential sum over all
+    /// pixels is a measurable part of a refit.
+    pub fn skip_chi2(&mut self, on: bool) {
+        self.skip_chi2 = on;
     }
 }
 
@@ -660,7 +672,9 @@ pub fn optimize_into(
     out.nfree = nfit;
     let ngood = weights.iter().filter(|&&w| w > 0.0).count();
     out.dof = ngood as i64 - nfit as i64;
-    out.chi2 = if out.dof > 0 {
+    out.chi2 = if ws.skip_chi2 {
+        f64::NAN
+    } else if out.dof > 0 {
         let mut acc = 0.0;
         for i in 0..npix {
             let m = out.model[i] + out.pedestal.get(i).copied().unwrap_or(0.0);

@@ -10,6 +10,8 @@
 //! integration); so does this port. Lines with A = 0 are skipped. The camera
 //! model is W_c · Σ_j g with W_c the deconvolved resolution matrix.
 
+use faer::traits::pulp::{Arch, Simd, WithSimd};
+
 use super::super::resolution::Resolution;
 use super::super::KernelError;
 
@@ -314,8 +316,58 @@ pub fn analytic_flux(restwave: f64, amplitude: f64, vshift: f64, sigma_v: f64, z
 /// `[ndiag][n]`, `rowdata`: `[n][ndiag]`), into `out[..b − a]`: each row sums
 /// its band in ascending column order (as [`super::jacobian`]'s `mulWMJ`
 /// port). Interior rows are summed diagonal by diagonal over the whole block
-/// at once (vectorisable), edge rows one at a time.
+/// at once (vectorised; pulp's runtime dispatch, no fused multiply–add, so
+/// every instruction set gives the same bits), edge rows one at a time.
 pub(crate) fn banded_rows(
+    data: &[f64],
+    rowdata: &[f64],
+    nd: usize,
+    x: &[f64],
+    a: usize,
+    b: usize,
+    out: &mut [f64],
+) {
+    Arch::new().dispatch(BandedRows {
+        data,
+        rowdata,
+        nd,
+        x,
+        a,
+        b,
+        out,
+    });
+}
+
+struct BandedRows<'a> {
+    data: &'a [f64],
+    rowdata: &'a [f64],
+    nd: usize,
+    x: &'a [f64],
+    a: usize,
+    b: usize,
+    out: &'a mut [f64],
+}
+
+impl WithSimd for BandedRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        let BandedRows {
+            data,
+            rowdata,
+            nd,
+            x,
+            a,
+            b,
+            out,
+        } = self;
+        banded_rows_body(data, rowdata, nd, x, a, b, out);
+    }
+}
+
+#[inline(always)]
+fn banded_rows_body(
     data: &[f64],
     rowdata: &[f64],
     nd: usize,

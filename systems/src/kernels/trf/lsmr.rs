@@ -1,6 +1,8 @@
 //! LSMR (Fong & Saunders 2011) for min ‖A x − b‖² + damp²‖x‖², as scipy's
 //! `scipy.sparse.linalg.lsmr` performs it (x0 = 0), on a matrix-free operator.
 
+use faer::traits::pulp::{Arch, Simd, WithSimd};
+
 use super::common::norm;
 
 /// A linear operator A (rows × cols) known through products.
@@ -74,6 +76,8 @@ fn scale(v: &mut [f64], s: f64) {
 /// through the same roundings as `scale(u, pending)`, `scale(u, c)`,
 /// `u += ut`, `norm(u)` (whose 4-lane sum is reproduced exactly; adding an
 /// exact 0 outside the support is skipped), so the result is bit-identical.
+/// Runs in pulp's runtime dispatch (AVX2 where available: the four lanes
+/// are one vector; no fused multiply–add, so every path gives the same bits).
 fn fused_update(
     u: &mut [f64],
     ut: &[f64],
@@ -81,18 +85,65 @@ fn fused_update(
     pending: Option<f64>,
     support: &[(usize, usize)],
 ) -> f64 {
-    let len = u.len();
-    let full = len - len % 4;
-    let mut acc = [0.0f64; 4];
-    let outside = |u: &mut [f64], a: usize, b: usize, acc: &mut [f64; 4]| match pending {
+    Arch::new().dispatch(Fused {
+        u,
+        ut,
+        c,
+        pending,
+        support,
+    })
+}
+
+struct Fused<'a> {
+    u: &'a mut [f64],
+    ut: &'a [f64],
+    c: f64,
+    pending: Option<f64>,
+    support: &'a [(usize, usize)],
+}
+
+impl WithSimd for Fused<'_> {
+    type Output = f64;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) -> f64 {
+        let Fused {
+            u,
+            ut,
+            c,
+            pending,
+            support,
+        } = self;
+        fused_body(u, ut, c, pending, support)
+    }
+}
+
+/// The rows outside the support: u ← (u·p)·c or u·c.
+#[inline(always)]
+fn outside(u: &mut [f64], a: usize, b: usize, acc: &mut [f64; 4], c: f64, pending: Option<f64>) {
+    match pending {
         Some(p) => lane_update(u, a, b, acc, |x, _| (x * p) * c),
         None => lane_update(u, a, b, acc, |x, _| x * c),
-    };
+    }
+}
+
+#[inline(always)]
+fn fused_body(
+    u: &mut [f64],
+    ut: &[f64],
+    c: f64,
+    pending: Option<f64>,
+    support: &[(usize, usize)],
+) -> f64 {
+    let len = u.len();
+    let ut = &ut[..len];
+    let full = len - len % 4;
+    let mut acc = [0.0f64; 4];
     let mut next = 0;
     for &(a, b) in support {
         let (a, b) = (a.min(full), b.min(full));
         if next < a {
-            outside(u, next, a, &mut acc);
+            outside(u, next, a, &mut acc, c, pending);
         }
         if a < b {
             lane_update(u, a, b, &mut acc, |x, i| x * c + ut[i]);
@@ -100,7 +151,7 @@ fn fused_update(
         next = next.max(b);
     }
     if next < full {
-        outside(u, next, full, &mut acc);
+        outside(u, next, full, &mut acc, c, pending);
     }
     let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     // remainder rows, summed sequentially as in `dot`
@@ -135,24 +186,20 @@ fn lane_update<F: Fn(f64, usize) -> f64>(
         acc[i % 4] += x * x;
         i += 1;
     }
-    let (mut a0, mut a1, mut a2, mut a3) = (acc[0], acc[1], acc[2], acc[3]);
+    let mut lanes = *acc;
     let nb = (b - i) / 4;
     for (q, ch) in u[i..i + 4 * nb].chunks_exact_mut(4).enumerate() {
         let k = i + 4 * q;
-        let x0 = f(ch[0], k);
-        let x1 = f(ch[1], k + 1);
-        let x2 = f(ch[2], k + 2);
-        let x3 = f(ch[3], k + 3);
-        ch[0] = x0;
-        ch[1] = x1;
-        ch[2] = x2;
-        ch[3] = x3;
-        a0 += x0 * x0;
-        a1 += x1 * x1;
-        a2 += x2 * x2;
-        a3 += x3 * x3;
+        let mut x = [0.0f64; 4];
+        for l in 0..4 {
+            x[l] = f(ch[l], k + l);
+        }
+        ch.copy_from_slice(&x);
+        for l in 0..4 {
+            lanes[l] += x[l] * x[l];
+        }
     }
-    *acc = [a0, a1, a2, a3];
+    *acc = lanes;
     i += 4 * nb;
     while i < b {
         let x = f(u[i], i);
