@@ -86,7 +86,11 @@ use crate::kernels::KernelError;
 /// simulated targets; the warm start makes the σ-fit branch ~8x faster (3.0 s → 0.38 s per
 /// target with nmonte 50, measured with the former finite-difference Jacobian) but moved
 /// VDISP_IVAR by +1% and +27% on the two simulated targets that reach the σ fit
-/// (FastSpecFit's cold refits sometimes settle in other local minima).
+/// (FastSpecFit's cold refits sometimes settle in other local minima). On the 200-target
+/// benchmark file (37 σ targets) the warm start made the whole run 1.57x faster but biased
+/// VDISP_IVAR against FastSpecFit's: median ratio 1.150 (cold start: 1.000), 73% within 30%
+/// (cold: 89%). FastSpecFit's VDISP_IVAR includes where its cold-started ftol = 1e-6 fits
+/// stop, so a warm start is a different estimator, not a faster route to the same one.
 pub const WARM_START_MC_VDISP: bool = false;
 
 /// The template set as the fastspec continuum fit reads it (all templates; flat
