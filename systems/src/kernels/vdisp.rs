@@ -296,17 +296,7 @@ pub fn convolve_direct_rows(
     ws: &mut VdispWorkspace,
     out: &mut [f64],
 ) -> Result<(), KernelError> {
-    if flux.len().checked_rem(nwave) != Some(0) {
-        return Err(KernelError::Shape(format!(
-            "{} values are not rows of {nwave}",
-            flux.len()
-        )));
-    }
-    check_len("output", out.len(), flux.len())?;
-    for (row, orow) in flux.chunks_exact(nwave).zip(out.chunks_exact_mut(nwave)) {
-        convolve_direct(row, grid, sigma_kms, ws, orow)?;
-    }
-    Ok(())
+    convolve_direct_rows_range(flux, nwave, grid, sigma_kms, ws, out, 0..nwave)
 }
 
 /// [`convolve_direct_rows`] on the output pixels `part` of every row only (the others are
