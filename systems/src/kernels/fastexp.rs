@@ -64,7 +64,7 @@ pub fn exp(x: f64) -> f64 {
 /// so the values are identical on every path.
 #[inline]
 pub fn exp_scaled_into(a: f64, k: &[f64], out: &mut [f64]) {
-    faer::traits::pulp::Arch::new().dispatch(
+    crate::kernels::simd::dispatch(
         #[inline(always)]
         || {
             for (o, &kk) in out.iter_mut().zip(k) {

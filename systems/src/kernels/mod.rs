@@ -19,6 +19,7 @@ pub mod prepare;
 pub mod rebin;
 pub mod resolution;
 pub mod sfd;
+pub(crate) mod simd;
 pub mod stats;
 pub mod synthphot;
 #[cfg(test)]

@@ -64,13 +64,13 @@ use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use wide::f64x4;
 
 use super::specmodel::{attenuation_into, BandRows, SpecOperator};
+use crate::kernels::simd::dispatch as simd;
 use crate::kernels::trf::{DenseJacobian, MatMut, Problem};
 use crate::kernels::vdisp::{
     convolve_direct, convolve_from_pre, gaussian_kernel, gaussian_radius, next_fast_len_real,
     PreCache, VdispGrid, VdispWorkspace,
 };
 use crate::kernels::KernelError;
-use faer::traits::pulp::Arch;
 
 /// Rest-frame coverage needed for a σ fit, Å.
 pub const VDISP_MIN_RESTRANGE: (f64, f64) = (3800.0, 4900.0);
@@ -775,14 +775,6 @@ impl<'a> VdispProblem<'a> {
         }
         Ok(())
     }
-}
-
-/// Run `f` compiled for the best instruction set of this CPU (pulp's runtime dispatch:
-/// AVX2 where available). The loops inside keep their source-level summation order and
-/// no multiply–add is fused, so every path gives bit-identical results.
-#[inline(always)]
-fn simd<R>(f: impl FnOnce() -> R) -> R {
-    Arch::new().dispatch(f)
 }
 
 /// Σ a_i b_i with four interleaved partial sums (inlined into dispatched loops).

@@ -14,6 +14,7 @@ use super::mapping::ParamsMapping;
 use super::optimize::GaussCache;
 use super::profile::{line_geom, EmlineSpectrum, C_LIGHT, MAX_SDEV, SIGMA_G};
 use crate::kernels::nnls::householder::dot;
+use crate::kernels::simd::dispatch;
 use faer::traits::pulp::{Arch, Simd, WithSimd};
 
 /// FastSpecFit's `max_buffer_width`: a safe bound on the pixels any line
@@ -222,25 +223,13 @@ impl CameraJac {
     }
 }
 
-/// [`EmlineJacobian::matvec_support`]'s loops, compiled per instruction set.
-struct MatvecSupport<'a> {
-    spec: &'a EmlineSpectrum,
-    cams: &'a [CameraJac],
-    f: &'a [f64],
-    out: &'a mut [f64],
-}
-
-impl WithSimd for MatvecSupport<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) {
-        let MatvecSupport { spec, cams, f, out } = self;
-        for (cam, cj) in spec.cameras.iter().zip(cams) {
-            let o = &mut out[cam.start..cam.start + cam.npix()];
-            for &(p, q, a0, a1) in &cj.segs {
-                segment_matvec(&mut o[p..q], p, &cj.act[a0..a1], &cj.vals, cj.width, f);
-            }
+/// [`EmlineJacobian::matvec_support`]'s loops (run under [`dispatch`]).
+#[inline(always)]
+fn matvec_support_body(spec: &EmlineSpectrum, cams: &[CameraJac], f: &[f64], out: &mut [f64]) {
+    for (cam, cj) in spec.cameras.iter().zip(cams) {
+        let o = &mut out[cam.start..cam.start + cam.npix()];
+        for &(p, q, a0, a1) in &cj.segs {
+            segment_matvec(&mut o[p..q], p, &cj.act[a0..a1], &cj.vals, cj.width, f);
         }
     }
 }
@@ -493,14 +482,11 @@ impl EmlineJacobian {
                     *e = (0, 0);
                 }
             }
-            Arch::new().dispatch(MulWmj {
-                w: &weights[cam.start..cam.start + cam.npix()],
-                rowdata: &cam.rowdata,
-                data: &cam.w.data,
-                nd,
-                cj,
-                buf: &mut self.buf,
-            });
+            let (w, buf) = (&weights[cam.start..cam.start + cam.npix()], &mut self.buf);
+            dispatch(
+                #[inline(always)]
+                || mul_wmj(w, &cam.rowdata, &cam.w.data, nd, cj, buf),
+            );
             self.rscratch.clear();
             self.rscratch.extend_from_slice(&cj.ends);
             cj.support.clear();
@@ -574,12 +560,11 @@ impl EmlineJacobian {
         out: &mut [f64],
     ) {
         mapping.jac_matvec(v, &mut self.vfull);
-        Arch::new().dispatch(MatvecSupport {
-            spec,
-            cams: &self.cams,
-            f: &self.vfull,
-            out,
-        });
+        let (cams, f) = (&self.cams, &self.vfull);
+        dispatch(
+            #[inline(always)]
+            || matvec_support_body(spec, cams, f, out),
+        );
     }
 
     /// out = Jᵀ · u (u: hstacked pixels, out: free parameters).
@@ -706,34 +691,6 @@ impl EmlineJacobian {
                 }
             }
         }
-    }
-}
-
-/// [`mul_wmj`] compiled per instruction set (no fused multiply–add: the
-/// same bits on every path).
-struct MulWmj<'a> {
-    w: &'a [f64],
-    rowdata: &'a [f64],
-    data: &'a [f64],
-    nd: usize,
-    cj: &'a mut CameraJac,
-    buf: &'a mut Vec<f64>,
-}
-
-impl WithSimd for MulWmj<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) {
-        let MulWmj {
-            w,
-            rowdata,
-            data,
-            nd,
-            cj,
-            buf,
-        } = self;
-        mul_wmj(w, rowdata, data, nd, cj, buf);
     }
 }
 

@@ -10,7 +10,7 @@
 //! integration); so does this port. Lines with A = 0 are skipped. The camera
 //! model is W_c · Σ_j g with W_c the deconvolved resolution matrix.
 
-use faer::traits::pulp::{Arch, Simd, WithSimd};
+use crate::kernels::simd::dispatch;
 
 use super::super::resolution::Resolution;
 use super::super::KernelError;
@@ -327,43 +327,10 @@ pub(crate) fn banded_rows(
     b: usize,
     out: &mut [f64],
 ) {
-    Arch::new().dispatch(BandedRows {
-        data,
-        rowdata,
-        nd,
-        x,
-        a,
-        b,
-        out,
-    });
-}
-
-struct BandedRows<'a> {
-    data: &'a [f64],
-    rowdata: &'a [f64],
-    nd: usize,
-    x: &'a [f64],
-    a: usize,
-    b: usize,
-    out: &'a mut [f64],
-}
-
-impl WithSimd for BandedRows<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) {
-        let BandedRows {
-            data,
-            rowdata,
-            nd,
-            x,
-            a,
-            b,
-            out,
-        } = self;
-        banded_rows_body(data, rowdata, nd, x, a, b, out);
-    }
+    dispatch(
+        #[inline(always)]
+        || banded_rows_body(data, rowdata, nd, x, a, b, out),
+    );
 }
 
 #[inline(always)]

@@ -1,7 +1,7 @@
 //! LSMR (Fong & Saunders 2011) for min ‖A x − b‖² + damp²‖x‖², as scipy's
 //! `scipy.sparse.linalg.lsmr` performs it (x0 = 0), on a matrix-free operator.
 
-use faer::traits::pulp::{Arch, Simd, WithSimd};
+use crate::kernels::simd::dispatch;
 
 use super::common::norm;
 
@@ -85,37 +85,10 @@ fn fused_update(
     pending: Option<f64>,
     support: &[(usize, usize)],
 ) -> f64 {
-    Arch::new().dispatch(Fused {
-        u,
-        ut,
-        c,
-        pending,
-        support,
-    })
-}
-
-struct Fused<'a> {
-    u: &'a mut [f64],
-    ut: &'a [f64],
-    c: f64,
-    pending: Option<f64>,
-    support: &'a [(usize, usize)],
-}
-
-impl WithSimd for Fused<'_> {
-    type Output = f64;
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _simd: S) -> f64 {
-        let Fused {
-            u,
-            ut,
-            c,
-            pending,
-            support,
-        } = self;
-        fused_body(u, ut, c, pending, support)
-    }
+    dispatch(
+        #[inline(always)]
+        || fused_body(u, ut, c, pending, support),
+    )
 }
 
 /// The rows outside the support: u ← (u·p)·c or u·c.
