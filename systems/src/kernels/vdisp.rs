@@ -229,25 +229,38 @@ fn convolve_same(x: &[f64], g: &[f64], out: &mut [f64]) {
 /// [`convolve_same`] on the output pixels `part` only (the others are not written); each
 /// of them gets the same value, bit for bit, as from the whole convolution.
 fn convolve_same_part(x: &[f64], g: &[f64], out: &mut [f64], part: std::ops::Range<usize>) {
-    let n = x.len();
-    let r = g.len() / 2;
-    out[part.clone()].iter_mut().for_each(|o| *o = 0.0);
-    for b0 in part.clone().step_by(BLOCK) {
-        let b1 = (b0 + BLOCK).min(part.end);
-        for (k, &w) in g.iter().rev().enumerate() {
-            // out[i] += w · x[i + k − r], valid where 0 ≤ i + k − r < n
-            let i0 = r.saturating_sub(k).max(b0);
-            let i1 = (n + r).saturating_sub(k).min(b1);
-            if i0 >= i1 {
-                continue;
+    let p0 = part.start;
+    convolve_same_window(x, g, &mut out[part], p0);
+}
+
+/// [`convolve_same`]'s output pixels `p0 .. p0 + out.len()` into `out` (index `i − p0`),
+/// bit for bit the same values, under runtime SIMD dispatch.
+pub(crate) fn convolve_same_window(x: &[f64], g: &[f64], out: &mut [f64], p0: usize) {
+    crate::kernels::simd::dispatch(
+        #[inline(always)]
+        || {
+            let n = x.len();
+            let r = g.len() / 2;
+            let p1 = p0 + out.len();
+            out.iter_mut().for_each(|o| *o = 0.0);
+            for b0 in (p0..p1).step_by(BLOCK) {
+                let b1 = (b0 + BLOCK).min(p1);
+                for (k, &w) in g.iter().rev().enumerate() {
+                    // out[i] += w · x[i + k − r], valid where 0 ≤ i + k − r < n
+                    let i0 = r.saturating_sub(k).max(b0);
+                    let i1 = (n + r).saturating_sub(k).min(b1);
+                    if i0 >= i1 {
+                        continue;
+                    }
+                    let j0 = i0 + k - r;
+                    let src = &x[j0..j0 + (i1 - i0)];
+                    for (o, &s) in out[i0 - p0..i1 - p0].iter_mut().zip(src) {
+                        *o += w * s;
+                    }
+                }
             }
-            let j0 = i0 + k - r;
-            let src = &x[j0..j0 + (i1 - i0)];
-            for (o, &s) in out[i0..i1].iter_mut().zip(src) {
-                *o += w * s;
-            }
-        }
-    }
+        },
+    );
 }
 
 fn check_len(name: &str, got: usize, want: usize) -> Result<(), KernelError> {
