@@ -431,6 +431,8 @@ pub struct VdispProblem<'a> {
     conv_pin: Vec<f64>,
     /// τ of `az`.
     az_tau: Option<f64>,
+    /// [`k_absmax`] of k(λ) on the window.
+    kmax: Option<f64>,
     /// A(τ)·Z on the window.
     az: Vec<f64>,
     /// Coefficients of `ycomb`.
@@ -510,6 +512,7 @@ impl<'a> VdispProblem<'a> {
             pin_sigma: None,
             conv_pin: Vec::new(),
             az_tau: None,
+            kmax: k_absmax(&m.klambda[wlo..whi]),
             az: vec![0.0; nw],
             ycomb_c: vec![0.0; nt],
             ycomb_valid: false,
@@ -686,7 +689,7 @@ impl<'a> VdispProblem<'a> {
             return;
         }
         let (wlo, whi) = (self.win.wlo, self.win.whi);
-        attenuation_fast(tauv, &self.m.klambda[wlo..whi], &mut self.az);
+        attenuation_fast(tauv, &self.m.klambda[wlo..whi], self.kmax, &mut self.az);
         for (a, z) in self.az.iter_mut().zip(&self.m.zfactors[wlo..whi]) {
             *a *= z;
         }
@@ -1124,11 +1127,15 @@ fn exp_reduced(x: f64) -> f64 {
     p * f64::from_bits(t.to_bits().wrapping_add(1023) << 52)
 }
 
+/// max |k_j| if every k_j is finite (the range test of [`attenuation_fast`]).
+fn k_absmax(k: &[f64]) -> Option<f64> {
+    crate::kernels::simd::all_finite(k).then(|| k.iter().fold(0.0f64, |m, v| m.max(v.abs())))
+}
+
 /// out_j = exp(−τ·k_j) ([`attenuation_into`]) through [`exp_reduced`] when every exponent
-/// is in its range, else through libm.
-fn attenuation_fast(tauv: f64, k: &[f64], out: &mut [f64]) {
-    let kmax = k.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    if !(tauv.abs() * kmax < 700.0) || !k.iter().all(|v| v.is_finite()) {
+/// is in its range (`kmax` = [`k_absmax`] of `k`), else through libm.
+fn attenuation_fast(tauv: f64, k: &[f64], kmax: Option<f64>, out: &mut [f64]) {
+    if !kmax.is_some_and(|km| tauv.abs() * km < 700.0) {
         attenuation_into(tauv, k, out);
         return;
     }
@@ -1372,7 +1379,7 @@ mod tests {
         assert_eq!(exp_reduced(0.0), 1.0);
         // out-of-range exponents fall back to libm
         let (k, mut out) = ([1.0, 800.0], [0.0; 2]);
-        attenuation_fast(1.0, &k, &mut out);
+        attenuation_fast(1.0, &k, k_absmax(&k), &mut out);
         assert_eq!(out, [(-1.0f64).exp(), (-800.0f64).exp()]);
     }
 

@@ -324,7 +324,7 @@ impl<P: DenseJacobian> Model for Compressed<'_, P> {
         let full = &mut jac[..m * n];
         self.problem
             .jacobian(x, MatMut::from_column_major_slice_mut(full, m, n));
-        if !full.iter().all(|v| v.is_finite()) {
+        if !crate::kernels::simd::all_finite(full) {
             // the driver rejects a non-finite stored Jacobian
             jac[..n * n].fill(f64::NAN);
             return;

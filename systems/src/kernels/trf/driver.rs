@@ -134,13 +134,13 @@ pub(super) fn run<M: Model>(
     let rows = model.jac_rows();
 
     model.residuals(x, f);
-    if !f.iter().all(|v| v.is_finite()) {
+    if !crate::kernels::simd::all_finite(f) {
         return Err(KernelError::NonFinite(
             "trf: residuals at the initial point".into(),
         ));
     }
     model.jacobian(x, f, lb, ub, jac, probe_x, probe_f);
-    if M::DENSE && !jac[..rows * n].iter().all(|v| v.is_finite()) {
+    if M::DENSE && !crate::kernels::simd::all_finite(&jac[..rows * n]) {
         return Err(KernelError::NonFinite(
             "trf: Jacobian at the initial point".into(),
         ));
@@ -355,7 +355,7 @@ pub(super) fn run<M: Model>(
             model.residuals(x_new, f_new);
             nfev += 1;
             let step_h_norm = norm(step_h);
-            if !f_new.iter().all(|v| v.is_finite()) {
+            if !crate::kernels::simd::all_finite(f_new) {
                 delta = 0.25 * step_h_norm;
                 continue;
             }
@@ -394,7 +394,7 @@ pub(super) fn run<M: Model>(
             }
             model.jacobian(x, f, lb, ub, jac, probe_x, probe_f);
             njev += 1;
-            if M::DENSE && !jac[..rows * n].iter().all(|v| v.is_finite()) {
+            if M::DENSE && !crate::kernels::simd::all_finite(&jac[..rows * n]) {
                 return Err(KernelError::NonFinite("trf: Jacobian".into()));
             }
             model.rmatvec(jac, model.jac_f(f), g);

@@ -39,7 +39,7 @@ pub(super) fn factor(
     }
     e.faug[..m].copy_from_slice(f);
     e.faug[m..rows].fill(0.0);
-    if !e.jaug[..rows * n].iter().all(|v| v.is_finite()) {
+    if !crate::kernels::simd::all_finite(&e.jaug[..rows * n]) {
         return Err(KernelError::NonFinite("trf: Jacobian".into()));
     }
     if rows >= n {
