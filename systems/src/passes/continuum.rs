@@ -211,27 +211,29 @@ pub fn fit_continuum_fastphot(
         bands: &bands,
         filters: &filters,
     };
-    q.par_iter_mut().for_each_init(
-        VarproWorkspace::default,
-        |ws, (target, z, phot, dust, mut status, mut fit)| {
-            if !status.ok() {
-                return;
-            }
-            let seed = seeds.get(target.row).copied().unwrap_or(1);
-            match fit_one(&sh, z.z, &phot.photsys, dust, seed, ws) {
-                Ok(f) => *fit = f,
-                Err(e) => {
-                    tracing::warn!(
-                        targetid = target.targetid,
-                        "fastphot continuum fit failed: {e}"
-                    );
-                    *fit = ContinuumFit {
-                        seed,
-                        ..Default::default()
-                    };
-                    status.flag(FLAG_CONTINUUM, format!("continuum fit: {e}"));
+    q.par_iter_mut()
+        .batching_strategy(super::PER_TARGET)
+        .for_each_init(
+            VarproWorkspace::default,
+            |ws, (target, z, phot, dust, mut status, mut fit)| {
+                if !status.ok() {
+                    return;
                 }
-            }
-        },
-    );
+                let seed = seeds.get(target.row).copied().unwrap_or(1);
+                match fit_one(&sh, z.z, &phot.photsys, dust, seed, ws) {
+                    Ok(f) => *fit = f,
+                    Err(e) => {
+                        tracing::warn!(
+                            targetid = target.targetid,
+                            "fastphot continuum fit failed: {e}"
+                        );
+                        *fit = ContinuumFit {
+                            seed,
+                            ..Default::default()
+                        };
+                        status.flag(FLAG_CONTINUUM, format!("continuum fit: {e}"));
+                    }
+                }
+            },
+        );
 }

@@ -80,16 +80,18 @@ pub fn record_snr(
         .filter(|(_, c)| c.name.starts_with("SNR_"))
         .map(|(i, _)| Some(i))
         .collect();
-    q.par_iter_mut().for_each(|(prep, mut sf)| {
-        if prep.cameras.is_empty() {
-            return;
-        }
-        for (k, i) in idx.iter().enumerate() {
-            if let (Some(i), Some(&v)) = (i, prep.snr.get(k)) {
-                sf.set(n, *i, f64::from(v));
+    q.par_iter_mut()
+        .batching_strategy(super::PER_TARGET)
+        .for_each(|(prep, mut sf)| {
+            if prep.cameras.is_empty() {
+                return;
             }
-        }
-    });
+            for (k, i) in idx.iter().enumerate() {
+                if let (Some(i), Some(&v)) = (i, prep.snr.get(k)) {
+                    sf.set(n, *i, f64::from(v));
+                }
+            }
+        });
 }
 
 /// The emission-line mask of a target's cameras (SPEC §2.5), consumed by the continuum fit.
@@ -367,7 +369,8 @@ pub fn fit_continuum_fastspec(
         synth_bands: &synth.bands,
         band_names: &setup.bands,
     };
-    q.par_iter_mut().for_each_init(
+    q.par_iter_mut()
+        .batching_strategy(super::PER_TARGET).for_each_init(
         FastspecWorkspace::default,
         |ws, (target, z, phot, dust, prep, masks, mut status, mut fit, mut spec)| {
             if !status.ok() || prep.cameras.is_empty() || !masks.built {
@@ -672,31 +675,33 @@ pub fn fit_lines(
         setup_synth_bands: &synth.bands,
         keep_line_fits: false,
     };
-    q.par_iter_mut().for_each_init(
-        LineWork::default,
-        |ws, (target, z, phot, prep, lm, mut cont, mut status, mut sf, mut state)| {
-            let Some(c) = cont.0.as_mut() else { return };
-            if !status.ok() {
-                return;
-            }
-            let res = lines_one(&sh, z.z, &phot.photsys, prep, lm, c, ws, &mut sf);
-            // The Monte Carlo spectra (nmonte × npix each) are not needed after the line fit:
-            // free them so a file's memory does not grow with nmonte × ntargets.
-            c.specflux_mc = Vec::new();
-            c.continuummodel_mc = Vec::new();
-            match res {
-                Ok(r) => {
-                    if sh.keep_line_fits {
-                        state.0 = Some(Box::new(r));
+    q.par_iter_mut()
+        .batching_strategy(super::PER_TARGET)
+        .for_each_init(
+            LineWork::default,
+            |ws, (target, z, phot, prep, lm, mut cont, mut status, mut sf, mut state)| {
+                let Some(c) = cont.0.as_mut() else { return };
+                if !status.ok() {
+                    return;
+                }
+                let res = lines_one(&sh, z.z, &phot.photsys, prep, lm, c, ws, &mut sf);
+                // The Monte Carlo spectra (nmonte × npix each) are not needed after the line fit:
+                // free them so a file's memory does not grow with nmonte × ntargets.
+                c.specflux_mc = Vec::new();
+                c.continuummodel_mc = Vec::new();
+                match res {
+                    Ok(r) => {
+                        if sh.keep_line_fits {
+                            state.0 = Some(Box::new(r));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(targetid = target.targetid, "emission-line fit failed: {e}");
+                        status.flag(FLAG_LINES, format!("line fit: {e}"));
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(targetid = target.targetid, "emission-line fit failed: {e}");
-                    status.flag(FLAG_LINES, format!("line fit: {e}"));
-                }
-            }
-        },
-    );
+            },
+        );
 }
 
 /// FitStatus bit of a failed emission-line mask.
@@ -725,49 +730,55 @@ pub fn build_linemasks(
         return;
     };
     let lopts = LineMaskOptions::default();
-    q.par_iter_mut().for_each_init(
-        OptimizeWorkspace::default,
-        |ws, (target, z, prep, mut status, mut out)| {
-            if !status.ok() || prep.cameras.is_empty() {
-                return;
-            }
-            let mut run = || -> Result<CameraLineMasks, KernelError> {
-                let w = Resolution::new(
-                    prep.coadd_ndiag,
-                    prep.coadd_wave.len(),
-                    prep.coadd_res_deconv.clone(),
-                )?;
-                let lm = build_linemask(
-                    &setup.table,
-                    &setup.constraints,
-                    &prep.coadd_wave,
-                    &prep.coadd_flux,
-                    &prep.coadd_ivar,
-                    w,
-                    z.z,
-                    &lopts,
-                    ws,
-                )?;
-                let mut masks = Vec::with_capacity(prep.cameras.len());
-                for c in &prep.cameras {
-                    let (m, _) = camera_linepix(&prep.coadd_wave, &lm.coadd_linepix, &c.wave_ang)?;
-                    masks.push(m);
+    q.par_iter_mut()
+        .batching_strategy(super::PER_TARGET)
+        .for_each_init(
+            OptimizeWorkspace::default,
+            |ws, (target, z, prep, mut status, mut out)| {
+                if !status.ok() || prep.cameras.is_empty() {
+                    return;
                 }
-                Ok(CameraLineMasks {
-                    built: true,
-                    masks,
-                    kin: lm.kinematics(),
-                    balmerbroad: lm.balmerbroad,
-                    coadd_linepix: lm.coadd_linepix,
-                })
-            };
-            match run() {
-                Ok(m) => *out = m,
-                Err(e) => {
-                    tracing::warn!(targetid = target.targetid, "emission-line mask failed: {e}");
-                    status.flag(FLAG_LINEMASK, format!("line mask: {e}"));
+                let mut run = || -> Result<CameraLineMasks, KernelError> {
+                    let w = Resolution::new(
+                        prep.coadd_ndiag,
+                        prep.coadd_wave.len(),
+                        prep.coadd_res_deconv.clone(),
+                    )?;
+                    let lm = build_linemask(
+                        &setup.table,
+                        &setup.constraints,
+                        &prep.coadd_wave,
+                        &prep.coadd_flux,
+                        &prep.coadd_ivar,
+                        w,
+                        z.z,
+                        &lopts,
+                        ws,
+                    )?;
+                    let mut masks = Vec::with_capacity(prep.cameras.len());
+                    for c in &prep.cameras {
+                        let (m, _) =
+                            camera_linepix(&prep.coadd_wave, &lm.coadd_linepix, &c.wave_ang)?;
+                        masks.push(m);
+                    }
+                    Ok(CameraLineMasks {
+                        built: true,
+                        masks,
+                        kin: lm.kinematics(),
+                        balmerbroad: lm.balmerbroad,
+                        coadd_linepix: lm.coadd_linepix,
+                    })
+                };
+                match run() {
+                    Ok(m) => *out = m,
+                    Err(e) => {
+                        tracing::warn!(
+                            targetid = target.targetid,
+                            "emission-line mask failed: {e}"
+                        );
+                        status.flag(FLAG_LINEMASK, format!("line mask: {e}"));
+                    }
                 }
-            }
-        },
-    );
+            },
+        );
 }

@@ -12,6 +12,14 @@ pub mod mw_dust;
 pub mod properties;
 pub mod spectrum;
 
+/// The batching of the per-target passes: one target per task. A target costs from a few
+/// ms to half a second (the σ fit with its Monte Carlo refits), so bevy's default (the
+/// targets split into one contiguous batch per thread) left one thread idle while the other
+/// finished a batch holding more σ-fit targets; per-target tasks balance the load (the
+/// task overhead is microseconds). Results never depend on the batching.
+pub(crate) const PER_TARGET: bevy_ecs::batching::BatchingStrategy =
+    bevy_ecs::batching::BatchingStrategy::fixed(1);
+
 /// The ordered phases of a file's schedule.
 #[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FitSystems {

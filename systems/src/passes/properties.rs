@@ -403,6 +403,7 @@ pub fn derive_properties(
         return;
     };
     q.par_iter_mut()
+        .batching_strategy(super::PER_TARGET)
         .for_each(|(t, z, phot, dust, cf, mut props, mut status)| {
             if !cf.fitted {
                 *props = PhysicalProperties::default();

@@ -259,6 +259,7 @@ pub fn prepare_spectra(
     let has_synth = synth.is_some();
     let floor = opts.uncertainty_floor;
     q.par_iter_mut()
+        .batching_strategy(super::PER_TARGET)
         .for_each(|(target, dust, phot, mut prep, mut status)| {
             if status.flags & FitStatus::FLAG_MW_DUST != 0 {
                 return;
