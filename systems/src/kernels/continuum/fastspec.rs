@@ -549,15 +549,27 @@ pub fn fit_fastspec(
         // (a) χ² scan
         let span = tracing::debug_span!("cont.vdisp_scan").entered();
         let mut chi2 = [0.0; VDISP_NGRID];
-        let (jlo, jhi) = op.range();
+        // the scan's fits read only the window's pixels [vs, ve) (every other weight is
+        // zero): fit on the operator of those rows, and convolve, attenuate and rebin only
+        // the template pixels they read — the same rows, weights and sums, so the same χ²
+        let op_w = if ve > vs {
+            Some(op.rows_subset(vs..ve)?)
+        } else {
+            None
+        };
+        let (op_s, flux_s, istd_s) = match &op_w {
+            Some(o) => (o, &specflux[vs..ve], &fitmask_istd[vs..ve]),
+            None => (&op, &specflux[..], &fitmask_istd[..]),
+        };
+        let (jlo, jhi) = op_s.range();
         let (lo, hi) = t.vdisp_bounds;
+        let sel = select_rows(t.flux_nolines, nw, &rows);
+        let mut fl = vec![0.0; sel.len()];
         for (k, c2) in chi2.iter_mut().enumerate() {
             let sigma = lo + (hi - lo) * k as f64 / (VDISP_NGRID - 1) as f64;
             // only the template pixels the operator reads (the rest is never read)
-            let sel = select_rows(t.flux_nolines, nw, &rows);
-            let mut fl = vec![0.0; sel.len()];
             convolve_direct_rows_range(&sel, nw, &t.grid, sigma, &mut vws, &mut fl, jlo..jhi)?;
-            *c2 = spec_only_fit(inp, &st, &op, &fl, &specflux, &fitmask_istd, &mut ws.joint)?.2;
+            *c2 = spec_only_fit(inp, &st, op_s, &fl, flux_s, istd_s, &mut ws.joint)?.2;
         }
         let scan_ok = inp
             .vdisp_scan_override

@@ -261,6 +261,49 @@ impl SpecOperator {
         w.iter().zip(&y[s..s + w.len()]).map(|(a, b)| a * b).sum()
     }
 
+    /// The operator of the hstacked pixels `pix` only (rows renumbered from 0, cameras
+    /// clipped to `pix`, `[jlo, jhi)` the range those rows read): each row's weights and
+    /// template pixels are unchanged, so a fit restricted to `pix` gives the same values.
+    ///
+    /// # Errors
+    /// [`KernelError::Shape`] if `pix` is empty or beyond the pixels.
+    pub fn rows_subset(&self, pix: std::ops::Range<usize>) -> Result<SpecOperator, KernelError> {
+        if pix.start >= pix.end || pix.end > self.npix {
+            return Err(KernelError::Shape(format!(
+                "operator rows {pix:?} of {} pixels",
+                self.npix
+            )));
+        }
+        let r = &self.rows;
+        let (o0, o1) = (r.off[pix.start], r.off[pix.end]);
+        let rows = BandRows {
+            start: r.start[pix.clone()].to_vec(),
+            off: r.off[pix.start..=pix.end].iter().map(|o| o - o0).collect(),
+            w: r.w[o0..o1].to_vec(),
+        };
+        let mut jlo = usize::MAX;
+        let mut jhi = 0;
+        for (k, &st) in rows.start.iter().enumerate() {
+            jlo = jlo.min(st);
+            jhi = jhi.max(st + rows.off[k + 1] - rows.off[k]);
+        }
+        let camerapix = self
+            .camerapix
+            .iter()
+            .filter_map(|&(a, b)| {
+                let (a, b) = (a.max(pix.start), b.min(pix.end));
+                (a < b).then(|| (a - pix.start, b - pix.start))
+            })
+            .collect();
+        Ok(SpecOperator {
+            rows,
+            camerapix,
+            npix: pix.end - pix.start,
+            jlo,
+            jhi: jhi.max(jlo),
+        })
+    }
+
     /// Template-grid range `[jlo, jhi)` the operator reads.
     pub fn range(&self) -> (usize, usize) {
         (self.jlo, self.jhi)
@@ -792,6 +835,25 @@ mod tests {
                 );
             }
         }
+        // the operator of a pixel range (across the camera boundary): the same rows
+        for pix in [650..900, 0..700, 1099..1100] {
+            let sub = op.rows_subset(pix.clone()).unwrap();
+            assert_eq!(sub.npix, pix.len());
+            let (jlo, jhi) = sub.range();
+            assert!(op.jlo <= jlo && jhi <= op.jhi && jlo < jhi);
+            let mut part = vec![0.0; sub.npix];
+            sub.apply(&y, &mut part).unwrap();
+            assert_eq!(part, out[pix.clone()], "rows {pix:?}");
+            // only [jlo, jhi) is read
+            let mut yw = vec![f64::NAN; y.len()];
+            yw[jlo..jhi].copy_from_slice(&y[jlo..jhi]);
+            sub.apply(&yw, &mut part).unwrap();
+            assert_eq!(part, out[pix.clone()]);
+            let ncam: usize = sub.camerapix.iter().map(|(a, b)| b - a).sum();
+            assert_eq!(ncam, pix.len());
+        }
+        assert!(op.rows_subset(5..5).is_err());
+        assert!(op.rows_subset(0..op.npix + 1).is_err());
         // a camera outside the template grid is an error, not a panic
         let far: Vec<f64> = (0..10).map(|i| 9000.0 + i as f64).collect();
         let cd2 = [CameraData {
