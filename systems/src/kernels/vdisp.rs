@@ -227,21 +227,16 @@ fn convolve_same(x: &[f64], g: &[f64], out: &mut [f64]) {
 }
 
 /// [`convolve_same`] on the output pixels `part` only (the others are not written); each
-/// of them gets the same value, bit for bit, as from the whole convolution.
+/// of them gets the same value, bit for bit, as from the whole convolution. Runs under
+/// runtime SIMD dispatch.
 fn convolve_same_part(x: &[f64], g: &[f64], out: &mut [f64], part: std::ops::Range<usize>) {
-    let p0 = part.start;
-    convolve_same_window(x, g, &mut out[part], p0);
-}
-
-/// [`convolve_same`]'s output pixels `p0 .. p0 + out.len()` into `out` (index `i − p0`),
-/// bit for bit the same values, under runtime SIMD dispatch.
-pub(crate) fn convolve_same_window(x: &[f64], g: &[f64], out: &mut [f64], p0: usize) {
+    let (p0, p1) = (part.start, part.end);
+    let out = &mut out[part];
     crate::kernels::simd::dispatch(
         #[inline(always)]
         || {
             let n = x.len();
             let r = g.len() / 2;
-            let p1 = p0 + out.len();
             out.iter_mut().for_each(|o| *o = 0.0);
             for b0 in (p0..p1).step_by(BLOCK) {
                 let b1 = (b0 + BLOCK).min(p1);

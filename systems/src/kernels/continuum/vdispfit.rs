@@ -571,17 +571,23 @@ impl<'a> VdispProblem<'a> {
             self.conv_sigma = Some(sigma);
             return Ok(());
         }
-        let r = self.kern.radius();
-        if r <= DIRECT_MAX_RADIUS {
+        if self.kern.radius() <= DIRECT_MAX_RADIUS {
             self.conv_direct();
-            self.conv_sigma = Some(sigma);
-            self.n_conv += 1;
-            if self.pin_sigma.is_none() {
-                self.conv_pin.clone_from(&self.conv);
-                self.pin_sigma = Some(sigma);
-            }
-            return Ok(());
+        } else {
+            self.conv_fft(sigma)?;
         }
+        self.conv_sigma = Some(sigma);
+        self.n_conv += 1;
+        if self.pin_sigma.is_none() {
+            self.conv_pin.clone_from(&self.conv);
+            self.pin_sigma = Some(sigma);
+        }
+        Ok(())
+    }
+
+    /// conv_σ(F_t) on the window by FFT (kernels wider than [`DIRECT_MAX_RADIUS`]).
+    fn conv_fft(&mut self, sigma: f64) -> Result<(), KernelError> {
+        let r = self.kern.radius();
         if r > self.win.radius {
             // wider than the 500 km/s pre-cache radius: re-plan the window (rare; the
             // pinned convolution came from the other plan)
@@ -626,12 +632,6 @@ impl<'a> VdispProblem<'a> {
                 }
                 w.inverse_into(out)?;
             }
-        }
-        self.conv_sigma = Some(sigma);
-        self.n_conv += 1;
-        if self.pin_sigma.is_none() {
-            self.conv_pin.clone_from(&self.conv);
-            self.pin_sigma = Some(sigma);
         }
         Ok(())
     }
