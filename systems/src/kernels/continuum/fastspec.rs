@@ -630,7 +630,8 @@ pub fn fit_fastspec(
              -> Result<Vec<f64>, KernelError> {
                 prob.set_data(flux)?;
                 let mut x = start.to_vec();
-                least_squares_dense_qr(prob, &mut x, &lb, &ub, &opts, &mut tws)?;
+                let s = least_squares_dense_qr(prob, &mut x, &lb, &ub, &opts, &mut tws)?;
+                tracing::trace!(nfev = s.nfev, njev = s.njev, "σ TRF fit");
                 if let Some(e) = prob.error.take() {
                     return Err(e);
                 }

@@ -25,9 +25,15 @@
 //!   target and a centred (real-spectrum) kernel, R the 500 km/s radius (re-planned if a
 //!   wider kernel is asked for); window pixels outside the convolved segment are copies, as
 //!   in `vdisp`. Per σ: one kernel transform and nT inverse transforms (conv_σ F_t, reused
-//!   by the residuals, y and the Jacobian); per Jacobian one more transform pair for the σ
-//!   column. The Jacobian's nT + 2 columns are accumulated in one pass over L's weights
-//!   (lanes of four columns per template pixel). The hot loops (L rows, Jacobian rows, the
+//!   by the residuals, y and the Jacobian); per point one more transform pair for the σ
+//!   column. Every residual evaluation is one pass over L's weights that accumulates the
+//!   Jacobian's nT + 2 columns and the model together (lanes of four columns per
+//!   template pixel; for nT = 5 the model fills the spare slot of the second lane): the
+//!   TRF asks for J only at the point it just evaluated and accepted, so that J is
+//!   already there and the separate residual pass is gone, at the price of the unused
+//!   columns of rejected trial points (one evaluation in eight on the benchmark file;
+//!   the residuals' rounding changed with their summation order, the TRF paths' nfev and
+//!   njev did not: 30397/26913 → 30396/26912 over 612 fits). The hot loops (L rows, Jacobian rows, the
 //!   attenuation's exponentials by a branch-free polynomial within 2 ulp of libm) run in
 //!   pulp's runtime dispatch (AVX2 where available) with source-order sums and no fused
 //!   multiply–adds, so every instruction set gives the same bits.
@@ -440,8 +446,6 @@ pub struct VdispProblem<'a> {
     ycomb_valid: bool,
     /// Σ_t c_t conv_σ(F_t) on the window.
     ycomb: Vec<f64>,
-    /// Full-grid scratch (only the window is written).
-    yz: Vec<f64>,
     /// ∂_σ conv_σ(Σ c F) on the window.
     dconv: Vec<f64>,
     /// Σ c_t F_t on the padded convolved part (scratch of the direct ∂σ convolution).
@@ -450,10 +454,16 @@ pub struct VdispProblem<'a> {
     /// side, zero outside the segment, `[nt][npad]`.
     fpad: Vec<f64>,
     npad: usize,
-    /// Interleaved Jacobian sources `[whi − wlo][nlane]` (lanes of four columns: τ, σ,
-    /// c_1, …, zero padding).
+    /// Interleaved sources `[whi − wlo][nlane]` (lanes of four columns: τ, σ,
+    /// c_1, …, c_nT, the model A·Z·Σ c_t conv_σ F_t, zero padding).
     vmat: Vec<f64x4>,
     nlane: usize,
+    /// J at `jac_x` (m × (nT + 2), column-major), made by the residual pass at that x.
+    jbuf: Vec<f64>,
+    jac_x: Vec<f64>,
+    jac_valid: bool,
+    /// The weighted model istd·L(A·Z·Σ c_t conv_σ F_t) of the last pass.
+    fmodel: Vec<f64>,
     vws: VdispWorkspace,
     /// First error met inside `residuals` / `jacobian` (reported after the fit).
     pub error: Option<KernelError>,
@@ -494,11 +504,12 @@ impl<'a> VdispProblem<'a> {
         let radius = crate::kernels::vdisp::pre_max_radius(m.grid.pixkms);
         let win = WindowConv::new(m.flux_nolines, nt, nwave, &m.grid, (wlo, whi), radius)?;
         let nw = whi - wlo;
-        let nlane = (nt + 2).div_ceil(4);
+        let nlane = (nt + 3).div_ceil(4);
         // zero-padded templates around the convolved part for the direct convolution
         let (cl, ch) = (win.cl, win.ch.max(win.cl));
         let (fpad, npad) = pad_templates(m.flux_nolines, nt, nwave, &m.grid, cl, ch);
         let vws = VdispWorkspace::new(m.pre.fft_len, m.pre.max_radius);
+        let na = act.len();
         Ok(VdispProblem {
             nt,
             nwave,
@@ -517,13 +528,16 @@ impl<'a> VdispProblem<'a> {
             ycomb_c: vec![0.0; nt],
             ycomb_valid: false,
             ycomb: vec![0.0; nw],
-            yz: vec![0.0; nwave],
             dconv: vec![0.0; nw],
             comb_seg: vec![0.0; npad],
             fpad,
             npad,
             vmat: vec![f64x4::ZERO; nw * nlane],
             nlane,
+            jbuf: vec![0.0; na * (nt + 2)],
+            jac_x: vec![f64::NAN; nt + 2],
+            jac_valid: false,
+            fmodel: vec![0.0; na],
             vws,
             error: None,
             n_conv: 0,
@@ -713,29 +727,10 @@ impl<'a> VdispProblem<'a> {
     }
 
     fn eval(&mut self, x: &[f64], f: &mut [f64]) -> Result<(), KernelError> {
-        self.ensure_conv(x[1])?;
-        self.ensure_az(x[0]);
-        self.ensure_ycomb(&x[2..]);
-        let wlo = self.win.wlo;
-        for ((o, &y), &a) in self.yz[wlo..self.win.whi]
-            .iter_mut()
-            .zip(&self.ycomb)
-            .zip(&self.az)
-        {
-            *o = y * a;
+        self.pass(x)?;
+        for ((o, &mv), &b) in f.iter_mut().zip(&self.fmodel).zip(&self.nb) {
+            *o = mv + b;
         }
-        let rows = &self.m.op.rows;
-        let (act, istd, nb, yz) = (&self.act, &self.istd, &self.nb, &self.yz);
-        simd(
-            #[inline(always)]
-            || {
-                for (a, &i) in act.iter().enumerate() {
-                    let st = rows.start[i];
-                    let w = &rows.w[rows.off[i]..rows.off[i + 1]];
-                    f[a] = istd[a] * dot4(w, &yz[st..st + w.len()]) + nb[a];
-                }
-            },
-        );
         Ok(())
     }
 
@@ -773,7 +768,14 @@ impl<'a> VdispProblem<'a> {
         w.inverse_into(&mut self.dconv)
     }
 
-    fn jac_into(&mut self, x: &[f64], mut jac: MatMut<'_, f64>) -> Result<(), KernelError> {
+    /// One pass over L's weights at x: the Jacobian into `jbuf` and the weighted model
+    /// into `fmodel` (the residual is the model plus `nb`). The model rides in the spare
+    /// slot of the Jacobian's last lane of four columns (for nT = 5 at no cost), so every
+    /// residual evaluation yields the Jacobian the TRF asks for when it accepts the
+    /// point — the separate residual pass over L is gone; a rejected trial point wastes
+    /// its Jacobian columns (about one evaluation in eight).
+    fn pass(&mut self, x: &[f64]) -> Result<(), KernelError> {
+        self.jac_valid = false;
         self.ensure_conv(x[1])?;
         self.ensure_az(x[0]);
         self.ensure_ycomb(&x[2..]);
@@ -801,20 +803,11 @@ impl<'a> VdispProblem<'a> {
             6 => src.fill::<6>(&mut self.vmat),
             _ => src.fill_dyn(nt, nl, &mut self.vmat),
         }
-        // the columns of J as slices (τ, σ, c_1, …)
-        let ncols = nt + 2;
-        let mut cols: Vec<&mut [f64]> = Vec::with_capacity(ncols);
-        let mut rest = jac.as_mut();
-        for _ in 0..ncols {
-            let (left, right) = rest.split_at_col_mut(1);
-            cols.push(
-                left.col_mut(0)
-                    .try_as_col_major_mut()
-                    .ok_or_else(|| KernelError::Shape("vdisp Jacobian layout".into()))?
-                    .as_slice_mut(),
-            );
-            rest = right;
-        }
+        // the columns of J as slices (τ, σ, c_1, …), then the model
+        let ma = self.act.len();
+        let mut cols: Vec<&mut [f64]> = self.jbuf.chunks_exact_mut(ma.max(1)).collect();
+        cols.truncate(nt + 2);
+        cols.push(&mut self.fmodel);
         let rows = &self.m.op.rows;
         let (act, istd, v) = (&self.act, &self.istd, &self.vmat);
         simd(
@@ -826,6 +819,31 @@ impl<'a> VdispProblem<'a> {
                 _ => jac_rows_any(rows, act, istd, wlo, nl, v, &mut cols),
             },
         );
+        self.jac_x.copy_from_slice(x);
+        self.jac_valid = true;
+        Ok(())
+    }
+
+    /// J(x) written into `jac` (from the pass at x when it is the last one).
+    fn jac_into(&mut self, x: &[f64], mut jac: MatMut<'_, f64>) -> Result<(), KernelError> {
+        if !(self.jac_valid && self.jac_x == x) {
+            self.pass(x)?;
+        }
+        let ma = self.act.len();
+        for (c, src) in self
+            .jbuf
+            .chunks_exact(ma.max(1))
+            .enumerate()
+            .take(self.nt + 2)
+        {
+            let col = jac
+                .as_mut()
+                .col_mut(c)
+                .try_as_col_major_mut()
+                .ok_or_else(|| KernelError::Shape("vdisp Jacobian layout".into()))?
+                .as_slice_mut();
+            col.copy_from_slice(&src[..ma]);
+        }
         self.n_jac += 1;
         Ok(())
     }
@@ -928,26 +946,6 @@ fn conv_sym(x: &[f64], g: &[f64], out: &mut [f64]) {
     );
 }
 
-/// Σ a_i b_i with four interleaved partial sums (inlined into dispatched loops).
-#[inline(always)]
-fn dot4(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f64; 4];
-    let mut ca = a.chunks_exact(4);
-    let mut cb = b.chunks_exact(4);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for q in 0..4 {
-            acc[q] += x[q] * y[q];
-        }
-    }
-    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        s += x * y;
-    }
-    s
-}
-
 /// The Jacobian's source columns on the template window (see [`VdispProblem`]).
 struct Sources<'s> {
     kl: &'s [f64],
@@ -960,11 +958,11 @@ struct Sources<'s> {
 }
 
 impl Sources<'_> {
-    /// Interleave (τ, σ, c_1..c_NT, zero padding) per pixel into `v` (lanes of four).
+    /// Interleave (τ, σ, c_1..c_NT, model, zero padding) per pixel into `v` (lanes of four).
     #[inline(always)]
     fn fill<const NT: usize>(&self, v: &mut [f64x4]) {
         let nw = self.nw;
-        let nl = (NT + 2).div_ceil(4);
+        let nl = (NT + 3).div_ceil(4);
         let conv: [&[f64]; NT] = std::array::from_fn(|t| &self.conv[t * nw..(t + 1) * nw]);
         let (kl, az, yc, dc) = (
             &self.kl[..nw],
@@ -972,7 +970,7 @@ impl Sources<'_> {
             &self.yc[..nw],
             &self.dc[..nw],
         );
-        let mut row = [0.0f64; 8];
+        let mut row = [0.0f64; 12];
         for (j, vj) in v[..nw * nl].chunks_exact_mut(nl).enumerate() {
             let a = az[j];
             row[0] = -kl[j] * a * yc[j];
@@ -980,6 +978,7 @@ impl Sources<'_> {
             for t in 0..NT {
                 row[2 + t] = a * conv[t][j];
             }
+            row[2 + NT] = a * yc[j];
             for (l, x) in vj.iter_mut().enumerate() {
                 *x = f64x4::from([row[4 * l], row[4 * l + 1], row[4 * l + 2], row[4 * l + 3]]);
             }
@@ -997,6 +996,8 @@ impl Sources<'_> {
                 let c = 2 + t;
                 vj[c / 4].as_mut_array()[c % 4] = a * self.conv[t * nw + j];
             }
+            let c = 2 + nt;
+            vj[c / 4].as_mut_array()[c % 4] = a * self.yc[j];
         }
     }
 }
@@ -1172,6 +1173,15 @@ impl DenseJacobian for VdispProblem<'_> {
                 }
             }
             self.error.get_or_insert(e);
+        }
+    }
+
+    fn jacobian_cached(&mut self, x: &[f64]) -> Option<&[f64]> {
+        if self.jac_valid && self.jac_x == x {
+            self.n_jac += 1;
+            Some(&self.jbuf)
+        } else {
+            None
         }
     }
 

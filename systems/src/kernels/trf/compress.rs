@@ -321,15 +321,23 @@ impl<P: DenseJacobian> Model for Compressed<'_, P> {
         _sf: &mut [f64],
     ) {
         let (m, n) = (self.m, self.n);
-        let full = &mut jac[..m * n];
-        self.problem
-            .jacobian(x, MatMut::from_column_major_slice_mut(full, m, n));
+        let Self {
+            problem, raug, blk, ..
+        } = self;
+        let full: &[f64] = match problem.jacobian_cached(x) {
+            Some(j) if j.len() == m * n => j,
+            _ => {
+                let full = &mut jac[..m * n];
+                problem.jacobian(x, MatMut::from_column_major_slice_mut(full, m, n));
+                full
+            }
+        };
         if !crate::kernels::simd::all_finite(full) {
             // the driver rejects a non-finite stored Jacobian
             jac[..n * n].fill(f64::NAN);
             return;
         }
-        tsqr(full, f, m, n, &mut self.raug, &mut self.blk);
+        tsqr(full, f, m, n, raug, blk);
         let nn = n * n;
         jac[..nn].copy_from_slice(&self.raug[..nn]);
         self.qf.copy_from_slice(&self.raug[nn..nn + n]);

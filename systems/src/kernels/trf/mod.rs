@@ -96,6 +96,13 @@ pub trait DenseJacobian: Problem {
     /// Write J(x) = ∂f/∂x (m×n) into `jac`. Called after `residuals(x)` at the
     /// same x.
     fn jacobian(&mut self, x: &[f64], jac: MatMut<'_, f64>);
+    /// J(x) (m×n, column-major) if the problem already holds it, e.g. because its
+    /// residual pass at this x computed the Jacobian's columns too; the solvers that
+    /// only read J (the R-factor path of [`least_squares_dense_qr`]) then use it in
+    /// place of [`jacobian`](Self::jacobian). Default: `None`.
+    fn jacobian_cached(&mut self, _x: &[f64]) -> Option<&[f64]> {
+        None
+    }
     /// As [`OperatorJacobian::final_jacobian`]: whether J must be evaluated at a
     /// point accepted by the step that also met ftol / xtol (default `true`).
     fn final_jacobian(&self) -> bool {
