@@ -567,7 +567,7 @@ impl Engine {
         crate::progress::add_targets(nk);
         for (b, b0) in (0..nk).step_by(batch).enumerate() {
             let b1 = (b0 + batch).min(nk);
-            for (k, &i) in kept.iter().enumerate().take(b1).skip(b0) {
+            for &i in &kept[b0..b1] {
                 let mut zi = targets.z[i];
                 if zi <= 0.0 {
                     tracing::warn!(
@@ -578,6 +578,10 @@ impl Engine {
                     zi = 1e-8;
                 }
                 z.push(zi);
+            }
+            for k in spawn_order(&z[b0..b1], b0) {
+                let i = kept[k];
+                let zi = z[k];
                 let mut entity = self.world.spawn((
                     Target {
                         row: k,
@@ -777,4 +781,31 @@ pub fn run_fit(args: &FitArgs, mode: Mode) -> anyhow::Result<RunSummary> {
         "done"
     );
     Ok(summary)
+}
+
+/// Redshift below which a target's rest frame can cover the σ★ fit window (3800–4900 Å
+/// on DESI's 3600–9824 Å): only such targets can take the costly σ★ branch.
+const SIGMA_CANDIDATE_ZMAX: f64 = 1.0;
+
+/// The order in which a batch's targets (rows `b0 + j` with redshifts `z[j]`) are spawned,
+/// and so handed to the parallel passes: the possible σ★-fit targets first (each costs
+/// ~5x the others), then the rest, each group in row order. The passes run one task per
+/// target in spawn order, so a pass ends on cheap targets instead of leaving the other
+/// threads idle behind a late σ★ fit. Results do not depend on the order.
+fn spawn_order(z: &[f64], b0: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..z.len()).collect();
+    order.sort_by_key(|&j| !(z[j] < SIGMA_CANDIDATE_ZMAX));
+    order.into_iter().map(|j| b0 + j).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spawn_order;
+
+    #[test]
+    fn sigma_candidates_spawn_first_in_row_order() {
+        let z = [1.5, 0.3, 2.0, 0.9, f64::NAN, 0.999];
+        assert_eq!(spawn_order(&z, 10), vec![11, 13, 15, 10, 12, 14]);
+        assert!(spawn_order(&[], 0).is_empty());
+    }
 }
