@@ -73,6 +73,15 @@ pub struct JointCheb {
     /// Diagnostics: χ² evaluations that fell back to the direct fill (see
     /// `objective_or_direct`).
     pub n_direct: usize,
+    /// Lᵀ by template pixel (compressed columns): the active rows of the build (`act`)
+    /// and, for range pixel j, the entries `lt_off[j]..lt_off[j + 1]` of (`lt_row`, `lt_w`):
+    /// active-row index and weight, rows ascending.
+    act: Vec<usize>,
+    lt_off: Vec<usize>,
+    lt_row: Vec<u32>,
+    lt_w: Vec<f64>,
+    /// istd·b_s on the active rows (scratch).
+    v: Vec<f64>,
     // scratch
     e: Vec<f64>,
     b1: Vec<f64>,
@@ -232,6 +241,7 @@ impl JointCheb {
             n = n2;
         };
         let nr = op.jhi - op.jlo;
+        let (lt_off, lt_row, lt_w) = transpose_rows(op, &ws.act, nr);
         let krange = &data.klambda[op.jlo..op.jhi];
         let kmax = krange.iter().fold(0.0f64, |a, &k| a.max(k));
         let hdeg = exp_cheb_degree(kmax);
@@ -253,6 +263,11 @@ impl JointCheb {
             hcoef: vec![0.0; (hdeg + 1) * nt],
             hnode: vec![0.0; (hdeg + 1) * nt],
             n_direct: 0,
+            act: ws.act.clone(),
+            lt_off,
+            lt_row,
+            lt_w,
+            v: Vec::new(),
             e: vec![0.0; ne],
             b1: vec![0.0; ne],
             b2: vec![0.0; ne],
@@ -304,18 +319,40 @@ impl JointCheb {
         }
         let nt = self.nt;
         // adjoint: y = Lᵀ(istd·b_s), q = Σ istd·b_s·ldz
-        self.y.fill(0.0);
         let mut q = 0.0;
-        for a in 0..ns {
-            let i = ws.act[a];
-            let v = ws.wact[a] * ws.b[a];
-            let s = op.rows.start[i] - self.jlo;
-            let w = &op.rows.w[op.rows.off[i]..op.rows.off[i + 1]];
-            for (o, &wq) in self.y[s..s + w.len()].iter_mut().zip(w) {
-                *o += wq * v;
+        if ws.act[..ns] == self.act[..] {
+            // by template pixel from the transposed rows: each y_j gets the same products
+            // added in the same (row) order as the row-by-row scatter below, without its
+            // overlapping read-modify-writes of y
+            self.v.clear();
+            self.v
+                .extend(ws.wact[..ns].iter().zip(&ws.b[..ns]).map(|(w, b)| w * b));
+            for (j, yj) in self.y.iter_mut().enumerate() {
+                let (e0, e1) = (self.lt_off[j], self.lt_off[j + 1]);
+                let mut acc = 0.0;
+                for (&a, &wq) in self.lt_row[e0..e1].iter().zip(&self.lt_w[e0..e1]) {
+                    acc += wq * self.v[a as usize];
+                }
+                *yj = acc;
             }
             if self.dust {
-                q += v * basis.ldz[i];
+                for (&i, &v) in ws.act[..ns].iter().zip(&self.v) {
+                    q += v * basis.ldz[i];
+                }
+            }
+        } else {
+            self.y.fill(0.0);
+            for a in 0..ns {
+                let i = ws.act[a];
+                let v = ws.wact[a] * ws.b[a];
+                let s = op.rows.start[i] - self.jlo;
+                let w = &op.rows.w[op.rows.off[i]..op.rows.off[i + 1]];
+                for (o, &wq) in self.y[s..s + w.len()].iter_mut().zip(w) {
+                    *o += wq * v;
+                }
+                if self.dust {
+                    q += v * basis.ldz[i];
+                }
             }
         }
         for ((u, f), &y) in self
@@ -577,6 +614,39 @@ pub fn nnls_gram(g: &[f64], h: &[f64], nt: usize, x: &mut [f64]) -> bool {
             }
         }
     }
+}
+
+/// Lᵀ of the active rows `act` of `op` by template-range pixel (compressed sparse columns):
+/// `(off, row, w)` with the entries of pixel j at `off[j]..off[j + 1]`, rows ascending.
+fn transpose_rows(
+    op: &super::specmodel::SpecOperator,
+    act: &[usize],
+    nr: usize,
+) -> (Vec<usize>, Vec<u32>, Vec<f64>) {
+    let rows = &op.rows;
+    let mut off = vec![0usize; nr + 1];
+    for &i in act {
+        let s = rows.start[i] - op.jlo;
+        for q in 0..rows.off[i + 1] - rows.off[i] {
+            off[s + q + 1] += 1;
+        }
+    }
+    for j in 0..nr {
+        off[j + 1] += off[j];
+    }
+    let mut next = off.clone();
+    let mut row = vec![0u32; off[nr]];
+    let mut w = vec![0.0; off[nr]];
+    for (a, &i) in act.iter().enumerate() {
+        let s = rows.start[i] - op.jlo;
+        for (q, &wq) in rows.w[rows.off[i]..rows.off[i + 1]].iter().enumerate() {
+            let e = next[s + q];
+            row[e] = a as u32;
+            w[e] = wq;
+            next[s + q] += 1;
+        }
+    }
+    (off, row, w)
 }
 
 #[cfg(test)]
