@@ -98,6 +98,7 @@
 
 use std::cell::RefCell;
 
+use super::super::resolution::dia_matvec_rows;
 use super::super::trf::{
     least_squares_operator, LsmrOptions, OperatorJacobian, Problem, TrSolver, TrfOptions,
     TrfStatus, TrfWorkspace, XScale,
@@ -559,7 +560,7 @@ pub fn optimize_into(
         if fast {
             ws.start.prepare(model, weights);
         }
-        if fast {
+        if patch_list.is_empty() {
             ws.fast.base.clear();
             ws.fast
                 .base
@@ -627,10 +628,9 @@ pub fn optimize_into(
     for (&t, &s) in pt.doublet_idx.iter().zip(&pt.doublet_src) {
         ws.amps[t] = out.values[t] * out.values[s];
     }
-    // reduced mode: the profiles (and W·Σg) at x̂ are usually those of the
+    // line-only fits: the profiles (and W·Σg) at x̂ are usually those of the
     // last residual evaluation
-    let cached =
-        ws.reduced && patch_list.is_empty() && nline_free > 0 && ws.fast.gauss.holds(&ws.amps);
+    let cached = patch_list.is_empty() && nline_free > 0 && ws.fast.gauss.holds(&ws.amps);
     if nline_free > 0 {
         let gauss = cached.then_some(&ws.fast.gauss);
         peak_amplitudes(
@@ -813,7 +813,12 @@ impl LineProblem<'_> {
     /// (reduced mode): rows no line profile reaches are −flux·w; the
     /// others are (W·Σg − flux)·w with W·Σg summed over the band in
     /// ascending column order. Caches the Gaussians for the Jacobian.
-    fn residuals_support(&mut self, f: &mut [f64], keep: bool) {
+    ///
+    /// With `dia` (the operator path of the main fits) the rows are summed
+    /// exactly as the full DIA product W·x ([`dia_matvec_rows`]): the
+    /// residuals are then bit-identical to [`EmlineSpectrum::model`]'s (the
+    /// other rows there are W·0 = +0, so (0 − flux)·w as here).
+    fn residuals_support(&mut self, f: &mut [f64], keep: bool, dia: bool) {
         let spec = self.spec;
         let nl = spec.restwave.len();
         let full = &self.full[..];
@@ -884,15 +889,19 @@ impl LineProblem<'_> {
                 if fr.rowbuf.len() < b - a {
                     fr.rowbuf.resize(b - a, 0.0);
                 }
-                banded_rows(
-                    &cam.w.data,
-                    &cam.rowdata,
-                    cam.w.ndiag,
-                    ideal,
-                    a,
-                    b,
-                    &mut fr.rowbuf,
-                );
+                if dia {
+                    dia_matvec_rows(&cam.w.data, cam.w.ndiag, ideal, a, b, &mut fr.rowbuf);
+                } else {
+                    banded_rows(
+                        &cam.w.data,
+                        &cam.rowdata,
+                        cam.w.ndiag,
+                        ideal,
+                        a,
+                        b,
+                        &mut fr.rowbuf,
+                    );
+                }
                 for (i, &m) in (a..b).zip(&fr.rowbuf) {
                     fc[i] = (m - fl[i]) * wd[i];
                 }
@@ -935,12 +944,16 @@ impl Problem for LineProblem<'_> {
                     }
                     self.fast.gauss.valid = false;
                 } else {
-                    self.residuals_support(f, true);
+                    self.residuals_support(f, true, false);
                     self.start.model_ok = true;
                 }
                 return;
             }
-            self.residuals_support(f, false);
+            self.residuals_support(f, false, false);
+            return;
+        }
+        if self.patches.is_empty() {
+            self.residuals_support(f, false, true);
             return;
         }
         if let Err(e) = self.spec.model(self.full, f, self.model_ws) {
@@ -989,7 +1002,7 @@ impl OperatorJacobian for LineProblem<'_> {
         } else {
             self.jac.get_mut()
         };
-        let gauss = (self.reduced_lsmr && self.patches.is_empty()).then_some(&self.fast.gauss);
+        let gauss = self.patches.is_empty().then_some(&self.fast.gauss);
         if let Err(e) = jac.evaluate_cached(
             self.spec,
             self.mapping,
