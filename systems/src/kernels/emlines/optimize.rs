@@ -246,6 +246,11 @@ struct StartCache {
     tiedtoparam: Vec<i32>,
     tiedfactor: Vec<f64>,
     weights: Vec<f64>,
+    /// Address and length of the caller's weights when `weights` was filled:
+    /// the same slice again is taken as unchanged without comparing its
+    /// values (the caller guarantees the spectrum — and so its weights — is
+    /// unchanged while sharing is on; turning it off clears this key).
+    weights_at: (usize, usize),
     /// Free vector of the start point (as the solver passes it), once seen.
     x0: Vec<f64>,
     /// The model rows at x0 are stored.
@@ -267,13 +272,15 @@ impl StartCache {
             && self.free == model.free
             && self.tiedtoparam == model.tiedtoparam
             && self.tiedfactor == model.tiedfactor
-            && self.weights == weights;
+            && (self.weights_at == (weights.as_ptr() as usize, weights.len())
+                || self.weights == weights);
         if !self.key_ok && self.enabled {
             self.free.clone_from(&model.free);
             self.tiedtoparam.clone_from(&model.tiedtoparam);
             self.tiedfactor.clone_from(&model.tiedfactor);
             self.weights.clear();
             self.weights.extend_from_slice(weights);
+            self.weights_at = (weights.as_ptr() as usize, weights.len());
             self.x0.clear();
             self.model_ok = false;
             self.jac_ok = false;
@@ -369,13 +376,14 @@ impl OptimizeWorkspace {
     /// point once, and skip the Jacobian at the final point (which only
     /// serves scipy's final gtol test and is never used: the fit's status
     /// can then read Ftol/Xtol where scipy's would read Gtol). The caller
-    /// guarantees the spectrum is unchanged while on; turning it off
+    /// guarantees the spectrum (and the weights it passes, when passed as the same slice) is unchanged while on; turning it off
     /// clears the cache.
     pub fn share_start(&mut self, on: bool) {
         self.start.enabled = on;
         if !on {
             self.start.key_ok = false;
             self.start.free.clear();
+            self.start.weights_at = (0, 0);
             self.start.x0.clear();
             self.start.model_ok = false;
             self.start.jac_ok = false;
@@ -768,14 +776,32 @@ fn peak_amplitudes(
             let imin = s.saturating_sub(h);
             let imax = (e + h).min(n);
             banded_rows(&cam.w.data, &cam.rowdata, nd, x, imin, imax, rows);
-            let mut best = obsamps[j];
-            for &acc in &rows[..imax - imin] {
-                best = best.max(acc);
-            }
-            obsamps[j] = best;
+            obsamps[j] = max_from(obsamps[j], &rows[..imax - imin]);
             x[s..e].fill(0.0);
         }
     }
+}
+
+/// `v.iter().fold(start, f64::max)`, in four independent lanes (the maximum
+/// of a set does not depend on the order — `f64::max` ignores NaN either
+/// way — except for which zero wins a +0/−0 tie, so a zero result is
+/// recomputed sequentially): bit-identical.
+fn max_from(start: f64, v: &[f64]) -> f64 {
+    let mut lanes = [start; 4];
+    let mut ch = v.chunks_exact(4);
+    for c in &mut ch {
+        for l in 0..4 {
+            lanes[l] = lanes[l].max(c[l]);
+        }
+    }
+    let mut best = (lanes[0].max(lanes[1])).max(lanes[2].max(lanes[3]));
+    for &x in ch.remainder() {
+        best = best.max(x);
+    }
+    if best == 0.0 {
+        best = v.iter().fold(start, |b, &x| b.max(x));
+    }
+    best
 }
 
 /// The least-squares problem handed to the TRF kernel.
