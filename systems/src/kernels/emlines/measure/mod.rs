@@ -321,7 +321,8 @@ fn capped(ivar: f64) -> Option<f32> {
     (ivar < F32MAX).then_some(ivar as f32)
 }
 
-/// `np.searchsorted(a, v, side='right')`.
+/// `np.searchsorted(a, v, side='right')` (the reference of [`ss_right_near`]).
+#[cfg(test)]
 fn ss_right(a: &[f64], v: f64) -> usize {
     a.partition_point(|&x| x <= v)
 }
