@@ -35,6 +35,16 @@
 //! * The pixel-integrated `line_fluxes` (stored by FastSpecFit but never
 //!   reported) are not computed.
 //!
+//! # Line-only fits on the lines' rows (all modes; bit-identical)
+//! Without patches the residuals are formed on the rows some line profile
+//! reaches only: elsewhere W·Σg is W·0 = +0, so the residual is
+//! (0 − flux)·w, precomputed once per fit. On the operator path the rows
+//! are summed exactly as the full SIMD DIA product sums them
+//! (`resolution::dia_matvec_rows`), so the residuals — and every fit — are
+//! bit-identical to forming W·Σg over the whole spectrum. The Gaussians of
+//! the last evaluation are reused by the Jacobian at the same point (the
+//! accepted step) and, with W·Σg, by the final obsamps / model.
+//!
 //! # Reduced mode ([`OptimizeWorkspace::set_reduced_lsmr`]; the Monte-Carlo refits)
 //! Off by default: the line masker, the narrow / broad / final-pass fits
 //! and `linemask::optimize_tests` run the operator path described under
@@ -45,11 +55,8 @@
 //!   (`trf::subspace`, same iteration in exact arithmetic), and the TRF step
 //!   selection forms ‖J_h s‖² and (J_h s)·(J_h t) from JᵀJ (O(n²) instead
 //!   of products with the pixel-sized J);
-//! * the residuals are evaluated on the rows some line reaches only (the
-//!   others are −flux·w exactly, W·0 = 0), with the band of W summed in
-//!   ascending column order instead of the SIMD DIA product; the Gaussians
-//!   and W·Σg of the last residual evaluation are reused by the Jacobian
-//!   and by the final obsamps / model at the same point (bit-identical);
+//! * the residuals (on the lines' rows, as above) sum the band of W in
+//!   ascending column order instead of the SIMD DIA product's order;
 //! * with [`OptimizeWorkspace::share_start`] (the Monte-Carlo refits) the
 //!   model, Jacobian and JᵀJ at the common start point are computed once
 //!   for all refits, and the Jacobian at the final point, which only serves
