@@ -35,6 +35,16 @@
 //! * The pixel-integrated `line_fluxes` (stored by FastSpecFit but never
 //!   reported) are not computed.
 //!
+//! # Line-only fits on the lines' rows (all modes; bit-identical)
+//! Without patches the residuals are formed on the rows some line profile
+//! reaches only: elsewhere W·Σg is W·0 = +0, so the residual is
+//! (0 − flux)·w, precomputed once per fit. On the operator path the rows
+//! are summed exactly as the full SIMD DIA product sums them
+//! (`resolution::dia_matvec_rows`), so the residuals — and every fit — are
+//! bit-identical to forming W·Σg over the whole spectrum. The Gaussians of
+//! the last evaluation are reused by the Jacobian at the same point (the
+//! accepted step) and, with W·Σg, by the final obsamps / model.
+//!
 //! # Reduced mode ([`OptimizeWorkspace::set_reduced_lsmr`]; the Monte-Carlo refits)
 //! Off by default: the line masker, the narrow / broad / final-pass fits
 //! and `linemask::optimize_tests` run the operator path described under
@@ -45,11 +55,8 @@
 //!   (`trf::subspace`, same iteration in exact arithmetic), and the TRF step
 //!   selection forms ‖J_h s‖² and (J_h s)·(J_h t) from JᵀJ (O(n²) instead
 //!   of products with the pixel-sized J);
-//! * the residuals are evaluated on the rows some line reaches only (the
-//!   others are −flux·w exactly, W·0 = 0), with the band of W summed in
-//!   ascending column order instead of the SIMD DIA product; the Gaussians
-//!   and W·Σg of the last residual evaluation are reused by the Jacobian
-//!   and by the final obsamps / model at the same point (bit-identical);
+//! * the residuals (on the lines' rows, as above) sum the band of W in
+//!   ascending column order instead of the SIMD DIA product's order;
 //! * with [`OptimizeWorkspace::share_start`] (the Monte-Carlo refits) the
 //!   model, Jacobian and JᵀJ at the common start point are computed once
 //!   for all refits, and the Jacobian at the final point, which only serves
@@ -98,6 +105,7 @@
 
 use std::cell::RefCell;
 
+use super::super::resolution::dia_matvec_rows;
 use super::super::trf::{
     least_squares_operator, LsmrOptions, OperatorJacobian, Problem, TrSolver, TrfOptions,
     TrfStatus, TrfWorkspace, XScale,
@@ -245,6 +253,11 @@ struct StartCache {
     tiedtoparam: Vec<i32>,
     tiedfactor: Vec<f64>,
     weights: Vec<f64>,
+    /// Address and length of the caller's weights when `weights` was filled:
+    /// the same slice again is taken as unchanged without comparing its
+    /// values (the caller guarantees the spectrum — and so its weights — is
+    /// unchanged while sharing is on; turning it off clears this key).
+    weights_at: (usize, usize),
     /// Free vector of the start point (as the solver passes it), once seen.
     x0: Vec<f64>,
     /// The model rows at x0 are stored.
@@ -266,13 +279,15 @@ impl StartCache {
             && self.free == model.free
             && self.tiedtoparam == model.tiedtoparam
             && self.tiedfactor == model.tiedfactor
-            && self.weights == weights;
+            && (self.weights_at == (weights.as_ptr() as usize, weights.len())
+                || self.weights == weights);
         if !self.key_ok && self.enabled {
             self.free.clone_from(&model.free);
             self.tiedtoparam.clone_from(&model.tiedtoparam);
             self.tiedfactor.clone_from(&model.tiedfactor);
             self.weights.clear();
             self.weights.extend_from_slice(weights);
+            self.weights_at = (weights.as_ptr() as usize, weights.len());
             self.x0.clear();
             self.model_ok = false;
             self.jac_ok = false;
@@ -368,13 +383,14 @@ impl OptimizeWorkspace {
     /// point once, and skip the Jacobian at the final point (which only
     /// serves scipy's final gtol test and is never used: the fit's status
     /// can then read Ftol/Xtol where scipy's would read Gtol). The caller
-    /// guarantees the spectrum is unchanged while on; turning it off
+    /// guarantees the spectrum (and the weights it passes, when passed as the same slice) is unchanged while on; turning it off
     /// clears the cache.
     pub fn share_start(&mut self, on: bool) {
         self.start.enabled = on;
         if !on {
             self.start.key_ok = false;
             self.start.free.clear();
+            self.start.weights_at = (0, 0);
             self.start.x0.clear();
             self.start.model_ok = false;
             self.start.jac_ok = false;
@@ -559,7 +575,7 @@ pub fn optimize_into(
         if fast {
             ws.start.prepare(model, weights);
         }
-        if fast {
+        if patch_list.is_empty() {
             ws.fast.base.clear();
             ws.fast
                 .base
@@ -627,10 +643,9 @@ pub fn optimize_into(
     for (&t, &s) in pt.doublet_idx.iter().zip(&pt.doublet_src) {
         ws.amps[t] = out.values[t] * out.values[s];
     }
-    // reduced mode: the profiles (and W·Σg) at x̂ are usually those of the
+    // line-only fits: the profiles (and W·Σg) at x̂ are usually those of the
     // last residual evaluation
-    let cached =
-        ws.reduced && patch_list.is_empty() && nline_free > 0 && ws.fast.gauss.holds(&ws.amps);
+    let cached = patch_list.is_empty() && nline_free > 0 && ws.fast.gauss.holds(&ws.amps);
     if nline_free > 0 {
         let gauss = cached.then_some(&ws.fast.gauss);
         peak_amplitudes(
@@ -768,14 +783,32 @@ fn peak_amplitudes(
             let imin = s.saturating_sub(h);
             let imax = (e + h).min(n);
             banded_rows(&cam.w.data, &cam.rowdata, nd, x, imin, imax, rows);
-            let mut best = obsamps[j];
-            for &acc in &rows[..imax - imin] {
-                best = best.max(acc);
-            }
-            obsamps[j] = best;
+            obsamps[j] = max_from(obsamps[j], &rows[..imax - imin]);
             x[s..e].fill(0.0);
         }
     }
+}
+
+/// `v.iter().fold(start, f64::max)`, in four independent lanes (the maximum
+/// of a set does not depend on the order — `f64::max` ignores NaN either
+/// way — except for which zero wins a +0/−0 tie, so a zero result is
+/// recomputed sequentially): bit-identical.
+fn max_from(start: f64, v: &[f64]) -> f64 {
+    let mut lanes = [start; 4];
+    let mut ch = v.chunks_exact(4);
+    for c in &mut ch {
+        for l in 0..4 {
+            lanes[l] = lanes[l].max(c[l]);
+        }
+    }
+    let mut best = (lanes[0].max(lanes[1])).max(lanes[2].max(lanes[3]));
+    for &x in ch.remainder() {
+        best = best.max(x);
+    }
+    if best == 0.0 {
+        best = v.iter().fold(start, |b, &x| b.max(x));
+    }
+    best
 }
 
 /// The least-squares problem handed to the TRF kernel.
@@ -813,7 +846,12 @@ impl LineProblem<'_> {
     /// (reduced mode): rows no line profile reaches are −flux·w; the
     /// others are (W·Σg − flux)·w with W·Σg summed over the band in
     /// ascending column order. Caches the Gaussians for the Jacobian.
-    fn residuals_support(&mut self, f: &mut [f64], keep: bool) {
+    ///
+    /// With `dia` (the operator path of the main fits) the rows are summed
+    /// exactly as the full DIA product W·x ([`dia_matvec_rows`]): the
+    /// residuals are then bit-identical to [`EmlineSpectrum::model`]'s (the
+    /// other rows there are W·0 = +0, so (0 − flux)·w as here).
+    fn residuals_support(&mut self, f: &mut [f64], keep: bool, dia: bool) {
         let spec = self.spec;
         let nl = spec.restwave.len();
         let full = &self.full[..];
@@ -884,15 +922,19 @@ impl LineProblem<'_> {
                 if fr.rowbuf.len() < b - a {
                     fr.rowbuf.resize(b - a, 0.0);
                 }
-                banded_rows(
-                    &cam.w.data,
-                    &cam.rowdata,
-                    cam.w.ndiag,
-                    ideal,
-                    a,
-                    b,
-                    &mut fr.rowbuf,
-                );
+                if dia {
+                    dia_matvec_rows(&cam.w.data, cam.w.ndiag, ideal, a, b, &mut fr.rowbuf);
+                } else {
+                    banded_rows(
+                        &cam.w.data,
+                        &cam.rowdata,
+                        cam.w.ndiag,
+                        ideal,
+                        a,
+                        b,
+                        &mut fr.rowbuf,
+                    );
+                }
                 for (i, &m) in (a..b).zip(&fr.rowbuf) {
                     fc[i] = (m - fl[i]) * wd[i];
                 }
@@ -935,12 +977,16 @@ impl Problem for LineProblem<'_> {
                     }
                     self.fast.gauss.valid = false;
                 } else {
-                    self.residuals_support(f, true);
+                    self.residuals_support(f, true, false);
                     self.start.model_ok = true;
                 }
                 return;
             }
-            self.residuals_support(f, false);
+            self.residuals_support(f, false, false);
+            return;
+        }
+        if self.patches.is_empty() {
+            self.residuals_support(f, false, true);
             return;
         }
         if let Err(e) = self.spec.model(self.full, f, self.model_ws) {
@@ -989,7 +1035,7 @@ impl OperatorJacobian for LineProblem<'_> {
         } else {
             self.jac.get_mut()
         };
-        let gauss = (self.reduced_lsmr && self.patches.is_empty()).then_some(&self.fast.gauss);
+        let gauss = self.patches.is_empty().then_some(&self.fast.gauss);
         if let Err(e) = jac.evaluate_cached(
             self.spec,
             self.mapping,

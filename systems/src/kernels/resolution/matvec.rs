@@ -191,3 +191,76 @@ fn interior_blocks_11(data: &[f64], n: usize, x: &[f64], interior: &mut [f64]) -
     }
     done
 }
+
+/// Rows [a, b) of [`dia_matvec`]`(data, ndiag, x)` into `out[..b − a]`,
+/// bit-identical to the full product: rows that the full product sums in
+/// its 8-row SIMD blocks (interior rows w2 .. w2 + 8⌊m/8⌋, m = npix − 2w2)
+/// get the same two partial sums (even diagonals, odd diagonals, each from
+/// +0 in ascending d, then added), computed here four rows per vector in any
+/// alignment (each lane is one row's own chain); every other row is summed
+/// sequentially in storage order as [`dia_matvec`]'s scalar rows. For the
+/// emission-line residuals, which need W·x only where x reaches.
+///
+/// The caller guarantees a valid shape (odd `ndiag`, `data` of
+/// `ndiag · x.len()`, a ≤ b ≤ `x.len()`, `out` of at least b − a).
+pub(crate) fn dia_matvec_rows(
+    data: &[f64],
+    ndiag: usize,
+    x: &[f64],
+    a: usize,
+    b: usize,
+    out: &mut [f64],
+) {
+    let n = x.len();
+    let w2 = ndiag / 2;
+    let m = n.saturating_sub(2 * w2);
+    let out = &mut out[..b - a];
+    // the rows dia_matvec sums in SIMD blocks
+    let (blo, bhi) = if ndiag > MAX_SIMD_DIAG || m < 8 {
+        (0, 0)
+    } else {
+        (w2, w2 + m - m % 8)
+    };
+    let (vlo, vhi) = (a.max(blo), b.min(bhi));
+    if vlo >= vhi {
+        for (i, o) in (a..b).zip(out.iter_mut()) {
+            *o = row(data, n, ndiag, x, i);
+        }
+        return;
+    }
+    for i in (a..vlo).chain(vhi..b) {
+        out[i - a] = row(data, n, ndiag, x, i);
+    }
+    // rows i of the block region: term d reads D[d, i + w2 − d]·x[i + w2 − d]
+    let mut i = vlo;
+    while i + 4 <= vhi {
+        let (mut a0, mut a1) = (f64x4::ZERO, f64x4::ZERO);
+        let mut d = 0;
+        while d < ndiag {
+            let j = i + w2 - d;
+            let t = load4(&data[d * n + j..d * n + j + 4]) * load4(&x[j..j + 4]);
+            if d % 2 == 0 {
+                a0 += t;
+            } else {
+                a1 += t;
+            }
+            d += 1;
+        }
+        out[i - a..i - a + 4].copy_from_slice(&(a0 + a1).to_array());
+        i += 4;
+    }
+    while i < vhi {
+        let (mut a0, mut a1) = (0.0f64, 0.0f64);
+        for d in 0..ndiag {
+            let j = i + w2 - d;
+            let t = data[d * n + j] * x[j];
+            if d % 2 == 0 {
+                a0 += t;
+            } else {
+                a1 += t;
+            }
+        }
+        out[i - a] = a0 + a1;
+        i += 1;
+    }
+}

@@ -23,6 +23,7 @@ mod matvec;
 mod tests;
 
 pub use deconvolve::{deconvolve_dia, gaussian_matrix};
+pub(crate) use matvec::dia_matvec_rows;
 pub use matvec::{dia_matvec, dia_matvec_scalar};
 
 use super::KernelError;

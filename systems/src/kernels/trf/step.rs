@@ -2,11 +2,118 @@
 //! stays in the box, else the best of the bound-truncated step (θ-shortened),
 //! the reflected step and the projected Cauchy step.
 
+use super::super::nnls::householder::dot;
 use super::common::{
-    build_quadratic_1d, evaluate_quadratic, in_bounds_sum, intersect_trust_region,
-    minimize_quadratic_1d, norm, step_size_to_bound, Jh, QScratch,
+    in_bounds_sum, intersect_trust_region, minimize_quadratic_1d, norm, step_size_to_bound, Jh,
+    QScratch,
 };
 use super::model::Model;
+use super::subspace::dot_rows;
+
+/// `common::diag_dot`: Σ aᵢ dᵢ bᵢ as NumPy's `np.dot(a * d, b)`.
+fn diag_dot(a: &[f64], d: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let n = a.len();
+    let full = n - n % 4;
+    for i in (0..full).step_by(4) {
+        for k in 0..4 {
+            acc[k] += (a[i + k] * d[i + k]) * b[i + k];
+        }
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for i in full..n {
+        s += (a[i] * d[i]) * b[i];
+    }
+    s
+}
+
+/// (J_h s)·(J_h s) into / from `m1` (J_h s written on the model's row support
+/// only when it has one, and the product summed over those rows: see
+/// [`dot_rows`]; bit-identical to the full product and `dot`).
+fn jh_sq<M: Model>(jh: &Jh<'_, M>, s: &[f64], tmp: &mut [f64], m1: &mut [f64]) -> f64 {
+    match jh.model.row_support() {
+        Some(sup) => {
+            jh.mul_support(s, tmp, m1);
+            dot_rows(m1, m1, sup)
+        }
+        None => {
+            jh.mul(s, tmp, m1);
+            dot(m1, m1)
+        }
+    }
+}
+
+/// `common::evaluate_quadratic` (½‖J_h s‖² + ½ sᵀ diag(diag_h) s + g_hᵀ s)
+/// with the products on the row support only (bit-identical).
+pub(super) fn evaluate_quadratic<M: Model>(
+    jh: &Jh<'_, M>,
+    g: &[f64],
+    s: &[f64],
+    diag: Option<&[f64]>,
+    w: &mut QScratch<'_>,
+) -> f64 {
+    let mut q = match jh.gram_inner(s, s, w.n) {
+        Some(v) => v,
+        None => jh_sq(jh, s, w.n, w.m1),
+    };
+    if let Some(dg) = diag {
+        q += diag_dot(s, dg, s);
+    }
+    let l = dot(s, g);
+    0.5 * q + l
+}
+
+/// `common::build_quadratic_1d` (coefficients of q(s₀ + t s) = a t² + b t + c)
+/// with the products on the row support only (bit-identical).
+pub(super) fn build_quadratic_1d<M: Model>(
+    jh: &Jh<'_, M>,
+    g: &[f64],
+    s: &[f64],
+    diag: Option<&[f64]>,
+    s0: Option<&[f64]>,
+    w: &mut QScratch<'_>,
+) -> (f64, f64, f64) {
+    if jh.model.row_support().is_none() {
+        return super::common::build_quadratic_1d(jh, g, s, diag, s0, w);
+    }
+    let gram = jh.gram.is_some();
+    let mut a = match jh.gram_inner(s, s, w.n) {
+        Some(v) => v,
+        None => jh_sq(jh, s, w.n, w.m1),
+    };
+    if let Some(dg) = diag {
+        a += diag_dot(s, dg, s);
+    }
+    a *= 0.5;
+    let mut b = dot(g, s);
+    let mut c = 0.0;
+    if let Some(s0) = s0 {
+        let (cross, sq0) = if gram {
+            (
+                jh.gram_inner(s0, s, w.n).unwrap_or(0.0),
+                jh.gram_inner(s0, s0, w.n).unwrap_or(0.0),
+            )
+        } else {
+            match jh.model.row_support() {
+                Some(sup) => {
+                    jh.mul_support(s0, w.n, w.m2);
+                    (dot_rows(w.m2, w.m1, sup), dot_rows(w.m2, w.m2, sup))
+                }
+                None => {
+                    jh.mul(s0, w.n, w.m2);
+                    (dot(w.m2, w.m1), dot(w.m2, w.m2))
+                }
+            }
+        };
+        b += cross;
+        c = 0.5 * sq0 + dot(g, s0);
+        if let Some(dg) = diag {
+            b += diag_dot(s0, dg, s);
+            c += 0.5 * diag_dot(s0, dg, s0);
+        }
+    }
+    (a, b, c)
+}
 
 /// Buffers of [`select_step`]; `p`, `p_h` are inputs (p = d ∘ p_h), `step`,
 /// `step_h` outputs; the rest scratch. All of length n except those in `q`.

@@ -321,9 +321,51 @@ fn capped(ivar: f64) -> Option<f32> {
     (ivar < F32MAX).then_some(ivar as f32)
 }
 
-/// `np.searchsorted(a, v, side='right')`.
+/// `np.searchsorted(a, v, side='right')` (the reference of [`ss_right_near`]).
+#[cfg(test)]
 fn ss_right(a: &[f64], v: f64) -> usize {
     a.partition_point(|&x| x <= v)
+}
+
+/// [`ss_right`] on sorted `a`, searched outward from `*hint` (galloping, then
+/// bisection of the bracket) and stored back into `*hint`: the same index
+/// (the partition point of a sorted array is unique) in O(log distance) —
+/// the Monte-Carlo realisations of a line look for nearly the same edges.
+fn ss_right_near(a: &[f64], v: f64, hint: &mut usize) -> usize {
+    let n = a.len();
+    let h = (*hint).min(n);
+    let (lo, hi) = if h < n && a[h] <= v {
+        // the answer is > h
+        let (mut lo, mut step) = (h + 1, 1);
+        loop {
+            let probe = h + step;
+            if probe >= n {
+                break (lo, n);
+            }
+            if a[probe] > v {
+                break (lo, probe);
+            }
+            lo = probe + 1;
+            step *= 2;
+        }
+    } else {
+        // the answer is <= h
+        let (mut hi, mut step) = (h, 1);
+        loop {
+            if hi == 0 {
+                break (0, 0);
+            }
+            let probe = hi.saturating_sub(step);
+            if a[probe] <= v {
+                break (probe + 1, hi);
+            }
+            hi = probe;
+            step *= 2;
+        }
+    };
+    let r = lo + a[lo..hi].partition_point(|&x| x <= v);
+    *hint = r;
+    r
 }
 
 /// FastSpecFit's `centers2edges` widths (`np.diff` of the edges) of sorted centres: interior
@@ -444,10 +486,11 @@ fn get_fluxes(
     buf: &mut Vec<f64>,
     border: &mut Vec<usize>,
     keep: &mut Vec<bool>,
+    hints: &mut [usize; 6],
 ) -> Fluxes {
     let lz = w.linezwave;
-    let s = ss_right(ctx.wave_s, lz - NSIGMA * w.window);
-    let e = ss_right(ctx.wave_s, lz + NSIGMA * w.window).max(s);
+    let s = ss_right_near(ctx.wave_s, lz - NSIGMA * w.window, &mut hints[0]);
+    let e = ss_right_near(ctx.wave_s, lz + NSIGMA * w.window, &mut hints[1]).max(s);
     let mut out = Fluxes {
         s,
         e,
@@ -471,10 +514,10 @@ fn get_fluxes(
                 .map(|j| flux_s(j) * ctx.dwaves[j]),
         );
         out.boxflux = pairwise_sum(buf);
-        let slo = ss_right(ctx.wave_s, lz - 10.0 * w.window);
-        let elo = ss_right(ctx.wave_s, lz - 3.0 * w.window).max(slo);
-        let shi = ss_right(ctx.wave_s, lz + 3.0 * w.window);
-        let ehi = ss_right(ctx.wave_s, lz + 10.0 * w.window).max(shi);
+        let slo = ss_right_near(ctx.wave_s, lz - 10.0 * w.window, &mut hints[2]);
+        let elo = ss_right_near(ctx.wave_s, lz - 3.0 * w.window, &mut hints[3]).max(slo);
+        let shi = ss_right_near(ctx.wave_s, lz + 3.0 * w.window, &mut hints[4]);
+        let ehi = ss_right_near(ctx.wave_s, lz + 10.0 * w.window, &mut hints[5]).max(shi);
         border.clear();
         border.extend((slo..elo).filter(|&j| ctx.oivar_s[j] > 0.0));
         border.extend((shi..ehi).filter(|&j| ctx.oivar_s[j] > 0.0));
@@ -507,10 +550,11 @@ fn get_moments(
     flux_s: impl Fn(usize) -> f64,
     buf: &mut Vec<f64>,
     buf2: &mut Vec<f64>,
+    hints: &mut [usize; 2],
 ) -> [f64; 3] {
     let lz = w.linezwave;
-    let s = ss_right(ctx.wave_s, lz - MOMENT_NSIGMA * w.window);
-    let e = ss_right(ctx.wave_s, lz + MOMENT_NSIGMA * w.window).max(s);
+    let s = ss_right_near(ctx.wave_s, lz - MOMENT_NSIGMA * w.window, &mut hints[0]);
+    let e = ss_right_near(ctx.wave_s, lz + MOMENT_NSIGMA * w.window, &mut hints[1]).max(s);
     buf2.clear();
     buf2.extend((s..e).map(&flux_s));
     let norm = pairwise_sum(buf2);
@@ -716,6 +760,8 @@ pub fn measure_lines(
         let line = &pt.lines.lines[il];
         let broad_balmer = line.isbroad && line.isbalmer;
         let w = ctx.widths(pt.restwave[il], values[pv], values[ps], broad_balmer);
+        // search hints for the window edges, shared by the line's realisations
+        let mut hints = [0usize; 6];
         let f = get_fluxes(
             &ctx,
             &w,
@@ -726,6 +772,7 @@ pub fn measure_lines(
             buf,
             border,
             keep,
+            &mut hints,
         );
         let npatch = if f.null { 0 } else { f.npix };
         let col = &mut out.lines[il];
@@ -789,6 +836,7 @@ pub fn measure_lines(
                         buf,
                         border,
                         keep,
+                        &mut hints,
                     );
                     mc_box.push(fk.boxflux);
                     mc_flux.push(fk.flux);
@@ -883,7 +931,8 @@ pub fn measure_lines(
         let broad_balmer = line.isbroad && line.isbalmer;
         let (pv, ps) = (v_idx(first), s_idx(first));
         let w = ctx.moment_widths(restwave, values[pv], values[ps], broad_balmer);
-        let m = get_moments(&ctx, &w, |j| flux_s[j], buf, buf2);
+        let mut mhints = [0usize; 2];
+        let m = get_moments(&ctx, &w, |j| flux_s[j], buf, buf2, &mut mhints);
         let mut mom = MomentColumns {
             label: label.clone(),
             moments: m.map(|x| x as f32),
@@ -898,7 +947,7 @@ pub fn measure_lines(
                 let vk = &mc.values[k * np..(k + 1) * np];
                 let wk = ctx.moment_widths(restwave, vk[pv], vk[ps], broad_balmer);
                 let ef = &mc.emlineflux[k * npix..(k + 1) * npix];
-                let mk = get_moments(&ctx, &wk, |j| ef[srt[j]], buf, buf2);
+                let mk = get_moments(&ctx, &wk, |j| ef[srt[j]], buf, buf2, &mut mhints);
                 mc_box.push(mk[0]);
                 mc_flux.push(mk[1]);
                 mc_cont.push(mk[2]);
@@ -978,7 +1027,13 @@ pub struct FinalModel {
 }
 
 /// NumPy `interp(x, xp, fp)` (default left/right = end values) for increasing `xp`.
+#[cfg(test)]
 fn np_interp(x: f64, xp: &[f64], fp: &[f64]) -> f64 {
+    np_interp_at(x, xp.partition_point(|&v| v <= x), xp, fp)
+}
+
+/// [`np_interp`] with `pp` = the partition point of `xp` at x (#{xp ≤ x}).
+fn np_interp_at(x: f64, pp: usize, xp: &[f64], fp: &[f64]) -> f64 {
     let n = xp.len();
     if x.is_nan() {
         return x;
@@ -989,7 +1044,7 @@ fn np_interp(x: f64, xp: &[f64], fp: &[f64]) -> f64 {
     if x > xp[n - 1] {
         return fp[n - 1];
     }
-    let j = xp.partition_point(|&v| v <= x) - 1;
+    let j = pp - 1;
     if j == n - 1 || xp[j] == x {
         return fp[j];
     }
@@ -1155,11 +1210,33 @@ pub fn final_model(
     ws.wave_s.clear();
     ws.wave_s.extend(ws.srt.iter().map(|&i| wave[i]));
     let wave_out: Vec<f64> = (0..nout).map(|k| minwave + dwave * k as f64).collect();
+    // the partition points of the (ascending) output grid, found once by one
+    // forward scan for the three interpolations (the same indices as a
+    // binary search per point)
+    let mut pps = Vec::with_capacity(nout);
+    let mut p = 0usize;
+    let mut prev = f64::NEG_INFINITY;
+    for &x in &wave_out {
+        if x < prev || x.is_nan() {
+            p = ws.wave_s.partition_point(|&v| v <= x);
+        } else {
+            while p < ws.wave_s.len() && ws.wave_s[p] <= x {
+                p += 1;
+            }
+            prev = x;
+        }
+        pps.push(p);
+    }
     let mut interp = |src: &[f64], dst: &mut Vec<f64>| {
         ws.buf2.clear();
         ws.buf2.extend(ws.srt.iter().map(|&i| src[i]));
         dst.clear();
-        dst.extend(wave_out.iter().map(|&x| np_interp(x, &ws.wave_s, &ws.buf2)));
+        dst.extend(
+            wave_out
+                .iter()
+                .zip(&pps)
+                .map(|(&x, &pp)| np_interp_at(x, pp, &ws.wave_s, &ws.buf2)),
+        );
     };
     let (mut cont_out, mut smooth_out, mut line_out) = (Vec::new(), Vec::new(), Vec::new());
     interp(inp.continuum, &mut cont_out);

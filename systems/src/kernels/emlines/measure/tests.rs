@@ -672,3 +672,33 @@ fn shape_errors_are_reported() {
         Err(KernelError::Shape(_))
     ));
 }
+
+/// The hinted search returns `np.searchsorted(side='right')`'s index from any
+/// hint (ties, values off both ends, NaN), and the interpolation at a given
+/// partition point equals the searched one.
+#[test]
+fn hinted_search_and_interp_match_the_plain_ones() {
+    let a: Vec<f64> = [1.0, 2.0, 2.0, 2.0, 3.5, 4.0, 7.0, 7.0, 9.0, 10.0, 12.5]
+        .into_iter()
+        .chain((0..300).map(|k| 13.0 + 0.25 * k as f64))
+        .collect();
+    let fp: Vec<f64> = (0..a.len()).map(|k| (k as f64 * 0.7).sin()).collect();
+    let mut values: Vec<f64> = vec![-5.0, 0.5, 1.0, 2.0, 3.0, 7.0, 8.0, 12.5, 1e9, f64::NAN];
+    values.extend((0..200).map(|k| 0.37 * k as f64));
+    let mut checked = 0;
+    for &v in &values {
+        let want = ss_right(&a, v);
+        for hint in (0..=a.len() + 3)
+            .step_by(7)
+            .chain([0, a.len(), a.len() + 50])
+        {
+            let mut h = hint;
+            assert_eq!(ss_right_near(&a, v, &mut h), want, "v {v} hint {hint}");
+            assert_eq!(h, want);
+            checked += 1;
+        }
+        let (x, y) = (np_interp(v, &a, &fp), np_interp_at(v, want, &a, &fp));
+        assert!(x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()));
+    }
+    assert!(checked > 1000);
+}
