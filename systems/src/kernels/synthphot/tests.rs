@@ -175,3 +175,37 @@ fn bad_inputs_are_errors() {
     ));
     assert!(pad_spectrum_edge(&filters, &[], &[], &mut Vec::new(), &mut Vec::new()).is_err());
 }
+
+/// [`maggies_with_many`] gives each filter's [`FilterPre::maggies_with`] exactly, for any
+/// number of filters (overlapping or not, of any lengths, empty and one-pixel ranges).
+#[test]
+fn maggies_with_many_equals_one_by_one() {
+    let fx = fixture("template.json");
+    let (wave, flux) = (vec_f64(&fx["wave"]), vec_f64(&fx["flux"]));
+    let mut all = Vec::new();
+    for set in fx["sets"].as_object().expect("sets").values() {
+        all.extend(ab_maggies_pre(&filters_of(set), &wave).expect("covered"));
+    }
+    // degenerate ranges: one pixel, none
+    let mut one = all[0].clone();
+    (one.hi, one.resp) = (one.lo + 1, one.resp[..1].to_vec());
+    let mut none = all[1].clone();
+    (none.hi, none.resp) = (none.lo, Vec::new());
+    all.push(one);
+    all.push(none);
+    let f = |i: usize| flux[i] * 1.25 / 1e17;
+    for n in 0..=all.len() {
+        for start in [0, 3] {
+            let set: Vec<FilterPre> = all.iter().cycle().skip(start).take(n).cloned().collect();
+            let want: Vec<f64> = set.iter().map(|p| p.maggies_with(&wave, f)).collect();
+            let mut got = vec![f64::NAN; n];
+            maggies_with_many(&set, &wave, f, &mut got);
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(g, w)| g.to_bits() == w.to_bits());
+            assert!(same, "{n} filters from {start}: {got:?} vs {want:?}");
+        }
+    }
+    assert!(all.len() >= 8);
+}
