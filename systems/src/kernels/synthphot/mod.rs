@@ -234,30 +234,36 @@ fn interleaved<const M: usize>(
 ) {
     let p: [&FilterPre; M] = std::array::from_fn(|j| &pres[g[j]]);
     let len: [usize; M] = std::array::from_fn(|j| p[j].hi.saturating_sub(p[j].lo));
-    if len.iter().any(|&n| n == 0) {
+    if len.iter().any(|&n| n == 0) || p.iter().any(|q| q.resp.len() < q.hi - q.lo) {
         for j in 0..M {
             out[j] = p[j].maggies_with(wave, flux);
         }
         return;
     }
+    // per filter: its grid and response on [lo, hi)
+    let w: [&[f64]; M] = std::array::from_fn(|j| &wave[p[j].lo..p[j].hi]);
+    let r: [&[f64]; M] = std::array::from_fn(|j| &p[j].resp[..len[j]]);
+    let lo: [usize; M] = std::array::from_fn(|j| p[j].lo);
     let mut res = [0.0f64; M];
-    let mut prev: [f64; M] = std::array::from_fn(|j| p[j].resp[0] * flux(p[j].lo));
-    // step k of filter j: grid index lo_j + k
-    let step = |j: usize, k: usize, res: &mut [f64; M], prev: &mut [f64; M]| {
-        let a = p[j].lo + k;
-        let cur = p[j].resp[k] * flux(a);
-        res[j] += (wave[a] - wave[a - 1]) * (cur + prev[j]);
-        prev[j] = cur;
-    };
+    let mut prev: [f64; M] = std::array::from_fn(|j| r[j][0] * flux(lo[j]));
     let common = len.iter().copied().min().unwrap_or(0);
-    for k in 1..common {
-        for j in 0..M {
-            step(j, k, &mut res, &mut prev);
+    {
+        let wc: [&[f64]; M] = std::array::from_fn(|j| &w[j][..common]);
+        let rc: [&[f64]; M] = std::array::from_fn(|j| &r[j][..common]);
+        for k in 1..common {
+            for j in 0..M {
+                let cur = rc[j][k] * flux(lo[j] + k);
+                res[j] += (wc[j][k] - wc[j][k - 1]) * (cur + prev[j]);
+                prev[j] = cur;
+            }
         }
     }
     for j in 0..M {
+        let (wj, rj) = (w[j], r[j]);
         for k in common.max(1)..len[j] {
-            step(j, k, &mut res, &mut prev);
+            let cur = rj[k] * flux(lo[j] + k);
+            res[j] += (wj[k] - wj[k - 1]) * (cur + prev[j]);
+            prev[j] = cur;
         }
     }
     for j in 0..M {

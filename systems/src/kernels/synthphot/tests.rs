@@ -209,3 +209,44 @@ fn maggies_with_many_equals_one_by_one() {
     }
     assert!(all.len() >= 8);
 }
+
+/// Timing of [`maggies_with_many`] against one filter at a time (`--ignored --nocapture`).
+#[test]
+#[ignore]
+fn bench_maggies_with_many() {
+    let fx = fixture("template.json");
+    let (wave, flux) = (vec_f64(&fx["wave"]), vec_f64(&fx["flux"]));
+    let set = fx["sets"]
+        .as_object()
+        .expect("sets")
+        .values()
+        .next()
+        .unwrap();
+    let pre = ab_maggies_pre(&filters_of(set), &wave).expect("covered");
+    let pre = &pre[..4];
+    println!("{:?}", pre.iter().map(|p| p.hi - p.lo).collect::<Vec<_>>());
+    let f = |i: usize| flux[i] * 1.25 / 1e17;
+    let mut out = vec![0.0; pre.len()];
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let mut a = 0.0;
+        for _ in 0..2000 {
+            for p in pre {
+                a += p.maggies_with(&wave, f);
+            }
+        }
+        let t1 = t.elapsed();
+        let t = std::time::Instant::now();
+        let mut b = 0.0;
+        for _ in 0..2000 {
+            maggies_with_many(pre, &wave, f, &mut out);
+            b += out.iter().sum::<f64>();
+        }
+        let t2 = t.elapsed();
+        println!(
+            "one by one {:.2} us, many {:.2} us ({a} {b})",
+            t1.as_secs_f64() * 1e6 / 2000.0,
+            t2.as_secs_f64() * 1e6 / 2000.0
+        );
+    }
+}
