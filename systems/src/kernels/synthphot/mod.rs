@@ -183,10 +183,9 @@ impl FilterPre {
 /// [`FilterPre::maggies_with`] for several filters at once, into `out` (one per filter).
 ///
 /// Each filter's trapezoid is the same sequential sum as in [`FilterPre::maggies_with`]
-/// (same terms, same order, so the same value), but up to four filters are summed together,
-/// step k of each at the same time (filters sorted by length, so the groups end together):
-/// four independent sums progress per step instead of one, whether or not the filters
-/// overlap on the grid.
+/// (same terms, same order, so the same value), but filters whose ranges overlap are
+/// summed in lockstep over the common part, so up to four independent sums progress per
+/// grid step instead of one.
 ///
 /// # Panics
 /// If `out` is shorter than `pres` or `wave` is shorter than some filter's `hi`.
@@ -197,77 +196,99 @@ pub fn maggies_with_many(
     out: &mut [f64],
 ) {
     let out = &mut out[..pres.len()];
-    let mut order = [0usize; 16];
-    if pres.len() > order.len() {
-        for (v, p) in out.iter_mut().zip(pres) {
-            *v = p.maggies_with(wave, &flux);
+    // greedy groups of up to four filters whose common range covers at least half of each
+    let mut groups: Vec<(usize, usize)> = Vec::new(); // [start, end) into pres
+    let mut start = 0;
+    while start < pres.len() {
+        let (mut lo, mut hi) = (pres[start].lo, pres[start].hi);
+        let mut end = start + 1;
+        while end < pres.len() && end - start < 4 {
+            let p = &pres[end];
+            let (nlo, nhi) = (lo.max(p.lo), hi.min(p.hi));
+            let common = nhi.saturating_sub(nlo);
+            let ok = pres[start..=end]
+                .iter()
+                .all(|q| 2 * common >= q.hi.saturating_sub(q.lo));
+            if !ok {
+                break;
+            }
+            (lo, hi) = (nlo, nhi);
+            end += 1;
         }
-        return;
+        groups.push((start, end));
+        start = end;
     }
-    let order = &mut order[..pres.len()];
-    for (k, o) in order.iter_mut().enumerate() {
-        *o = k;
-    }
-    order.sort_by_key(|&k| pres[k].hi.saturating_sub(pres[k].lo));
-    for g in order.chunks(4) {
-        let mut res = [0.0; 4];
+    for (s, e) in groups {
+        let g = &pres[s..e];
+        let o = &mut out[s..e];
         match g.len() {
-            4 => interleaved::<4>(pres, g, wave, &flux, &mut res),
-            3 => interleaved::<3>(pres, g, wave, &flux, &mut res),
-            2 => interleaved::<2>(pres, g, wave, &flux, &mut res),
-            _ => res[0] = pres[g[0]].maggies_with(wave, &flux),
-        }
-        for (j, &k) in g.iter().enumerate() {
-            out[k] = res[j];
+            4 => lockstep::<4>(g, wave, &flux, o),
+            3 => lockstep::<3>(g, wave, &flux, o),
+            2 => lockstep::<2>(g, wave, &flux, o),
+            _ => {
+                for (v, p) in o.iter_mut().zip(g) {
+                    *v = p.maggies_with(wave, &flux);
+                }
+            }
         }
     }
 }
 
-/// The trapezoids of the `M` filters `pres[g[j]]`, step k of each at the same time; the
-/// maggies into `out[j]`.
-fn interleaved<const M: usize>(
-    pres: &[FilterPre],
-    g: &[usize],
+/// The trapezoids of `M` filters, stepping all of them together over their common range.
+fn lockstep<const M: usize>(
+    g: &[FilterPre],
     wave: &[f64],
     flux: &impl Fn(usize) -> f64,
-    out: &mut [f64; 4],
+    out: &mut [f64],
 ) {
-    let p: [&FilterPre; M] = std::array::from_fn(|j| &pres[g[j]]);
-    let len: [usize; M] = std::array::from_fn(|j| p[j].hi.saturating_sub(p[j].lo));
-    if len.iter().any(|&n| n == 0) || p.iter().any(|q| q.resp.len() < q.hi - q.lo) {
-        for j in 0..M {
-            out[j] = p[j].maggies_with(wave, flux);
+    if g.iter().any(|p| p.hi <= p.lo) {
+        for (v, p) in out.iter_mut().zip(g) {
+            *v = p.maggies_with(wave, flux);
         }
         return;
     }
-    // per filter: its grid and response on [lo, hi)
-    let w: [&[f64]; M] = std::array::from_fn(|j| &wave[p[j].lo..p[j].hi]);
-    let r: [&[f64]; M] = std::array::from_fn(|j| &p[j].resp[..len[j]]);
-    let lo: [usize; M] = std::array::from_fn(|j| p[j].lo);
     let mut res = [0.0f64; M];
-    let mut prev: [f64; M] = std::array::from_fn(|j| r[j][0] * flux(lo[j]));
-    let common = len.iter().copied().min().unwrap_or(0);
-    {
-        let wc: [&[f64]; M] = std::array::from_fn(|j| &w[j][..common]);
-        let rc: [&[f64]; M] = std::array::from_fn(|j| &r[j][..common]);
-        for k in 1..common {
+    let mut prev = [0.0f64; M];
+    for j in 0..M {
+        prev[j] = g[j].resp[0] * flux(g[j].lo);
+    }
+    // one trapezoid step of filter j at grid index a (a > lo_j)
+    let step = |j: usize, a: usize, res: &mut [f64; M], prev: &mut [f64; M]| {
+        let cur = g[j].resp[a - g[j].lo] * flux(a);
+        res[j] += (wave[a] - wave[a - 1]) * (cur + prev[j]);
+        prev[j] = cur;
+    };
+    let cs = g.iter().map(|p| p.lo + 1).max().unwrap_or(0);
+    let ce = g.iter().map(|p| p.hi).min().unwrap_or(0);
+    if cs < ce {
+        for j in 0..M {
+            for a in g[j].lo + 1..cs {
+                step(j, a, &mut res, &mut prev);
+            }
+        }
+        for a in cs..ce {
+            let dw = wave[a] - wave[a - 1];
+            let f = flux(a);
             for j in 0..M {
-                let cur = rc[j][k] * flux(lo[j] + k);
-                res[j] += (wc[j][k] - wc[j][k - 1]) * (cur + prev[j]);
+                let cur = g[j].resp[a - g[j].lo] * f;
+                res[j] += dw * (cur + prev[j]);
                 prev[j] = cur;
+            }
+        }
+        for j in 0..M {
+            for a in ce..g[j].hi {
+                step(j, a, &mut res, &mut prev);
+            }
+        }
+    } else {
+        for j in 0..M {
+            for a in g[j].lo + 1..g[j].hi {
+                step(j, a, &mut res, &mut prev);
             }
         }
     }
     for j in 0..M {
-        let (wj, rj) = (w[j], r[j]);
-        for k in common.max(1)..len[j] {
-            let cur = rj[k] * flux(lo[j] + k);
-            res[j] += (wj[k] - wj[k - 1]) * (cur + prev[j]);
-            prev[j] = cur;
-        }
-    }
-    for j in 0..M {
-        out[j] = 0.5 * res[j] * p[j].idenom;
+        out[j] = 0.5 * res[j] * g[j].idenom;
     }
 }
 

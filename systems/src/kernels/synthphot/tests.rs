@@ -225,7 +225,8 @@ fn bench_maggies_with_many() {
     let pre = ab_maggies_pre(&filters_of(set), &wave).expect("covered");
     let pre = &pre[..4];
     println!("{:?}", pre.iter().map(|p| p.hi - p.lo).collect::<Vec<_>>());
-    let f = |i: usize| flux[i] * 1.25 / 1e17;
+    let scaled: Vec<f64> = flux.iter().map(|v| v * 1.25 / 1e17).collect();
+    let f = |i: usize| scaled[i];
     let mut out = vec![0.0; pre.len()];
     for _ in 0..5 {
         let t = std::time::Instant::now();
