@@ -13,7 +13,7 @@ use fsf_components::{
 use crate::kernels::cosmology::Cosmology;
 use crate::kernels::derived::cflux::{continuum_fluxes_with, read_windows, ContinuumScratch};
 use crate::kernels::derived::dn4000::{dn4000, dn4000_rest_window, Dn4000Scratch};
-use crate::kernels::derived::kcorr::{kcorr_and_absmag, synth_absmag_with, KcorrPre};
+use crate::kernels::derived::kcorr::{kcorr_and_absmag, synth_absmag, KcorrPre};
 use crate::kernels::derived::mcvar::{nan_ivar_capped, nan_var, plain_ivar, var2ivar, F32MAX};
 use crate::kernels::derived::sed::{build_sed, build_sed_nodust_ranges, build_sed_pair, SedInputs};
 use crate::kernels::derived::sps::{sps_properties, TemplateInfo, MASSNORM};
@@ -255,7 +255,7 @@ pub fn compute_properties(
     let mut cfl_mc = vec![Vec::with_capacity(nmc); 5];
     let mut sps_mc = vec![Vec::with_capacity(nmc); 4];
     let mut dn_mc = Vec::with_capacity(nmc);
-    let (mut s1, mut s2, mut sa, mut scaled) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut s1, mut s2, mut sa) = (Vec::new(), Vec::new(), Vec::new());
     // DN4000 reads only a window of the grid: skip the rest per realisation.
     let dnw = dn4000_rest_window(&tpl.wave_ang);
     let mut s2_windows = read_windows(&tpl.wave_ang);
@@ -279,8 +279,7 @@ pub fn compute_properties(
                     dn_mc.push(dn4000(&tpl.wave_ang[r.clone()], &s2[r], None, None, &mut dns).0);
                 }
             }
-            synth_absmag_with(&pre, z, dmod, s1, &mut sa, &mut scaled)
-                .map_err(|e| e.to_string())?;
+            synth_absmag(&pre, z, dmod, s1, &mut sa).map_err(|e| e.to_string())?;
             for (j, v) in sa.iter().enumerate() {
                 sa_mc[j].push(*v);
             }

@@ -87,25 +87,6 @@ pub fn synth_absmag(
     sed: &[f64],
     out: &mut Vec<f64>,
 ) -> Result<(), KernelError> {
-    synth_absmag_with(pre, z, dmod, sed, out, &mut Vec::new())
-}
-
-/// [`synth_absmag`] with a reusable buffer for the scaled SED.
-///
-/// The scaled SED S·(1+z)/FLUXNORM is computed on the filters' ranges first, in a SIMD
-/// loop (the division per pixel, not the sums, bounded the one-pass version), then the
-/// trapezoids read it: the same values, hence the same result.
-///
-/// # Errors
-/// Shape mismatches.
-pub fn synth_absmag_with(
-    pre: &KcorrPre,
-    z: f64,
-    dmod: f64,
-    sed: &[f64],
-    out: &mut Vec<f64>,
-    scaled: &mut Vec<f64>,
-) -> Result<(), KernelError> {
     let nabs = pre.out.len();
     out.clear();
     out.resize(nabs, 0.0);
@@ -124,24 +105,13 @@ pub fn synth_absmag_with(
             sed.len()
         )));
     }
-    // the scaled SED S·(1+z)/FLUXNORM, only where a filter reads it
-    if scaled.len() != nw {
-        scaled.clear();
-        scaled.resize(nw, 0.0);
-    }
-    let zf = 1.0 + z;
-    crate::kernels::simd::dispatch(
-        #[inline(always)]
-        || {
-            for p in &pre.out {
-                for (o, &v) in scaled[p.lo..p.hi].iter_mut().zip(&sed[p.lo..p.hi]) {
-                    *o = v * zf / FLUXNORM;
-                }
-            }
-        },
+    // the scaled SED S·(1+z)/FLUXNORM evaluated only where each filter reads it
+    maggies_with_many(
+        &pre.out,
+        &pre.rest_wave,
+        |i| sed[i] * (1.0 + z) / FLUXNORM,
+        out,
     );
-    let scaled = &scaled[..];
-    maggies_with_many(&pre.out, &pre.rest_wave, |i| scaled[i], out);
     for m in out.iter_mut() {
         *m = -2.5 * m.log10() - dmod;
     }
