@@ -205,9 +205,9 @@ pub fn fit_fastphot(
         let zig = Ziggurat::new();
         let draws: Vec<Vec<f64>> = (0..inp.nmonte)
             .map(|_| {
-                (0..nb)
-                    .map(|b| objflam[b] + std[b] * rng.standard_normal(&zig))
-                    .collect()
+                let mut v = Vec::new();
+                rng.extend_normal(&zig, &objflam[..nb], &std, &mut v);
+                v
             })
             .collect();
         for mc in &draws {

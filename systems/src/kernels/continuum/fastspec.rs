@@ -464,11 +464,9 @@ pub fn fit_fastspec(
             .map(|&v| if v > 0.0 { 1.0 / v.sqrt() } else { 0.0 })
             .collect();
         for _ in 0..inp.nmonte {
-            specflux_mc.push(
-                (0..npix)
-                    .map(|i| specflux[i] + sstd[i] * rng.standard_normal(&zig))
-                    .collect(),
-            );
+            let mut v = Vec::new();
+            rng.extend_normal(&zig, &specflux[..npix], &sstd, &mut v);
+            specflux_mc.push(v);
         }
         if ndof_phot > 0 {
             let ostd: Vec<f64> = objistd
@@ -476,11 +474,9 @@ pub fn fit_fastspec(
                 .map(|&s| if s > 0.0 { 1.0 / s } else { 0.0 })
                 .collect();
             for _ in 0..inp.nmonte {
-                objflam_mc.push(
-                    (0..nb)
-                        .map(|b| objflam[b] + ostd[b] * rng.standard_normal(&zig))
-                        .collect(),
-                );
+                let mut v = Vec::new();
+                rng.extend_normal(&zig, &objflam[..nb], &ostd, &mut v);
+                objflam_mc.push(v);
             }
         } else {
             objflam_mc = vec![objflam.clone(); inp.nmonte];

@@ -65,6 +65,10 @@ pub struct ContinuumScratch {
     keep: Vec<bool>,
     xs: Vec<f64>,
     ys: Vec<f64>,
+    /// Per window of [`continuum_fluxes_with`], its points' range in `xs`, `ys`.
+    spans: Vec<(usize, usize)>,
+    /// Per window, the fitted intercept.
+    icpt: Vec<f64>,
 }
 
 /// Append the 2σ-clipped points of `y[lo..hi]` (with x − cwave) to `xs`, `ys`.
@@ -144,20 +148,117 @@ pub fn continuum_at_with(
 ) -> f64 {
     let n = wave.len().min(cont.len());
     let wave = &wave[..n];
+    let ContinuumScratch { keep, xs, ys, .. } = s;
+    xs.clear();
+    ys.clear();
+    window_points(wave, cont, cwave, ignore_core, keep, xs, ys);
+    line_intercept(xs, ys)
+}
+
+/// Append the clipped points of the window about `cwave` to `xs`, `ys` (as
+/// [`continuum_at_with`] fits them).
+#[allow(clippy::too_many_arguments)]
+fn window_points(
+    wave: &[f64],
+    cont: &[f64],
+    cwave: f64,
+    ignore_core: bool,
+    keep: &mut Vec<bool>,
+    xs: &mut Vec<f64>,
+    ys: &mut Vec<f64>,
+) {
     let lo = ss_right(wave, cwave - WIDTH1);
     let hi = ss_left(wave, cwave + WIDTH1);
     let lo2 = ss_right(wave, cwave - WIDTH2);
     let hi2 = ss_left(wave, cwave + WIDTH2);
-    let ContinuumScratch { keep, xs, ys } = s;
-    xs.clear();
-    ys.clear();
     if ignore_core {
         clipped(wave, cont, lo2, lo, cwave, keep, xs, ys);
         clipped(wave, cont, hi, hi2, cwave, keep, xs, ys);
     } else {
         clipped(wave, cont, lo2, hi2, cwave, keep, xs, ys);
     }
-    line_intercept(xs, ys)
+}
+
+/// [`line_intercept`] of every window `(start, end)` of `xs`, `ys` into `out`: the same
+/// sums in the same order per window, with up to four windows summed together step by
+/// step (windows sorted by length) so that four independent sums progress at once.
+fn line_intercepts(xs: &[f64], ys: &[f64], spans: &[(usize, usize)], out: &mut Vec<f64>) {
+    out.clear();
+    out.resize(spans.len(), f64::NAN);
+    let mut order = [0usize; 16];
+    if spans.len() > order.len() {
+        for (o, &(a, b)) in out.iter_mut().zip(spans) {
+            *o = line_intercept(&xs[a..b], &ys[a..b]);
+        }
+        return;
+    }
+    let order = &mut order[..spans.len()];
+    for (k, o) in order.iter_mut().enumerate() {
+        *o = k;
+    }
+    order.sort_by_key(|&k| spans[k].1 - spans[k].0);
+    for g in order.chunks(4) {
+        match g.len() {
+            4 => intercepts_together::<4>(xs, ys, spans, g, out),
+            3 => intercepts_together::<3>(xs, ys, spans, g, out),
+            2 => intercepts_together::<2>(xs, ys, spans, g, out),
+            _ => {
+                let (a, b) = spans[g[0]];
+                out[g[0]] = line_intercept(&xs[a..b], &ys[a..b]);
+            }
+        }
+    }
+}
+
+/// [`line_intercept`] of the `M` windows `spans[g[j]]`, summed together.
+fn intercepts_together<const M: usize>(
+    xs: &[f64],
+    ys: &[f64],
+    spans: &[(usize, usize)],
+    g: &[usize],
+    out: &mut [f64],
+) {
+    let x: [&[f64]; M] = std::array::from_fn(|j| &xs[spans[g[j]].0..spans[g[j]].1]);
+    let y: [&[f64]; M] = std::array::from_fn(|j| &ys[spans[g[j]].0..spans[g[j]].1]);
+    let len: [usize; M] = std::array::from_fn(|j| x[j].len());
+    let common = len.iter().copied().min().unwrap_or(0);
+    let (mut sx, mut sy) = ([-0.0f64; M], [-0.0f64; M]);
+    for i in 0..common {
+        for j in 0..M {
+            sx[j] += x[j][i];
+            sy[j] += y[j][i];
+        }
+    }
+    for j in 0..M {
+        for i in common..len[j] {
+            sx[j] += x[j][i];
+            sy[j] += y[j][i];
+        }
+    }
+    let mx: [f64; M] = std::array::from_fn(|j| sx[j] / len[j] as f64);
+    let my: [f64; M] = std::array::from_fn(|j| sy[j] / len[j] as f64);
+    let (mut sxx, mut sxy) = ([0.0f64; M], [0.0f64; M]);
+    for i in 0..common {
+        for j in 0..M {
+            let (xi, yi) = (x[j][i], y[j][i]);
+            sxx[j] += (xi - mx[j]) * (xi - mx[j]);
+            sxy[j] += (xi - mx[j]) * (yi - my[j]);
+        }
+    }
+    for j in 0..M {
+        for i in common..len[j] {
+            let (xi, yi) = (x[j][i], y[j][i]);
+            sxx[j] += (xi - mx[j]) * (xi - mx[j]);
+            sxy[j] += (xi - mx[j]) * (yi - my[j]);
+        }
+    }
+    for j in 0..M {
+        out[g[j]] = if len[j] < 2 || sxx[j] == 0.0 {
+            f64::NAN
+        } else {
+            my[j] - (sxy[j] / sxx[j]) * mx[j]
+        };
+    }
 }
 
 /// `(lums, cfluxes)` in the orders of [`LUMS`] and [`CFLUXES`]: log₁₀ luminosities (0 when
@@ -195,8 +296,31 @@ pub fn continuum_fluxes_with(
     }
     let d = MPC_CM * dlum_mpc;
     let dfactor = (1.0 + z) * 4.0 * std::f64::consts::PI * d * d / FLUXNORM;
+    // every window's clipped points, then all the line fits together
+    let n = rest_wave.len().min(cont.len());
+    let wave = &rest_wave[..n];
+    let ContinuumScratch {
+        keep,
+        xs,
+        ys,
+        spans,
+        icpt,
+    } = s;
+    xs.clear();
+    ys.clear();
+    spans.clear();
+    let windows = LUMS
+        .iter()
+        .map(|(_, c)| (*c, false))
+        .chain(CFLUXES.iter().map(|(_, c, ic)| (*c, *ic)));
+    for (cwave, ignore_core) in windows {
+        let a = xs.len();
+        window_points(wave, cont, cwave, ignore_core, keep, xs, ys);
+        spans.push((a, xs.len()));
+    }
+    line_intercepts(xs, ys, spans, icpt);
     for (k, (name, cwave)) in LUMS.iter().enumerate() {
-        let mut c = continuum_at_with(rest_wave, cont, *cwave, false, s) * dfactor;
+        let mut c = icpt[k] * dfactor;
         if name.starts_with("LOGL_") {
             c *= cwave / LSUN / 1e10;
         } else {
@@ -206,8 +330,8 @@ pub fn continuum_fluxes_with(
             lums[k] = c.log10();
         }
     }
-    for (k, (_, cwave, ignore_core)) in CFLUXES.iter().enumerate() {
-        cfl[k] = continuum_at_with(rest_wave, cont, *cwave, *ignore_core, s);
+    for (k, c) in cfl.iter_mut().enumerate() {
+        *c = icpt[LUMS.len() + k];
     }
     (lums, cfl)
 }

@@ -83,6 +83,15 @@ pub fn build_sed_attenuated(
 /// coefficients; the first term is written as 0 + c·f directly instead of accumulating into
 /// a zeroed buffer (same values).
 fn template_sum(inp: &SedInputs<'_>, coeff: &[f64], out: &mut Vec<f64>) {
+    crate::kernels::simd::dispatch(
+        #[inline(always)]
+        || template_sum_impl(inp, coeff, out),
+    )
+}
+
+/// The body of [`template_sum`] (compiled under the SIMD dispatch; same operations).
+#[inline(always)]
+fn template_sum_impl(inp: &SedInputs<'_>, coeff: &[f64], out: &mut Vec<f64>) {
     let nw = inp.wave.len();
     out.clear();
     let mut terms = coeff.iter().enumerate().filter(|(_, &c)| c != 0.0);
@@ -175,6 +184,24 @@ pub fn build_sed_nodust_ranges(
         out.clear();
         out.resize(nw, 0.0);
     }
+    crate::kernels::simd::dispatch(
+        #[inline(always)]
+        || nodust_ranges_impl(inp, coeff, atten, ranges, out),
+    );
+    Ok(())
+}
+
+/// The sums of [`build_sed_nodust_ranges`] (compiled under the SIMD dispatch; same
+/// operations).
+#[inline(always)]
+fn nodust_ranges_impl(
+    inp: &SedInputs<'_>,
+    coeff: &[f64],
+    atten: &[f64],
+    ranges: &[std::ops::Range<usize>],
+    out: &mut [f64],
+) {
+    let nw = inp.wave.len();
     for r in ranges {
         let o = &mut out[r.clone()];
         o.fill(0.0);
@@ -197,5 +224,4 @@ pub fn build_sed_nodust_ranges(
             *v *= a * z;
         }
     }
-    Ok(())
 }

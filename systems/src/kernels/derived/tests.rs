@@ -1,7 +1,7 @@
 //! Tests against FastSpecFit 3.6.1 (`tests/fixtures/derived/derived.json`, made by
 //! `tests/fixtures/scripts/gen_derived.py`) and the verified numbers of SPEC §4.11/§4.12.
 
-use super::cflux::continuum_fluxes;
+use super::cflux::{continuum_fluxes, continuum_fluxes_with, ContinuumScratch};
 use super::dn4000::{dn4000, Dn4000Scratch};
 use super::kcorr::{kcorr_and_absmag, synth_absmag, KcorrPre};
 use super::mcvar::{nan_ivar_capped, plain_ivar};
@@ -282,5 +282,45 @@ fn dn4000_window_is_bit_identical() {
             part.0.to_bits(),
             "start {start} step {step}"
         );
+    }
+}
+
+/// The windows fitted together by `continuum_fluxes_with` give exactly the one-window
+/// `continuum_at` values (template SEDs, a wiggly one, one with gaps in coverage).
+#[test]
+fn continuum_fluxes_together_equal_one_by_one() {
+    use crate::kernels::derived::cflux::{continuum_at, CFLUXES, LUMS};
+    let wave = v(&fx()["template_wave"]);
+    let c = &fx()["cflux"];
+    let cont = v(&c["continuum"]);
+    let wiggly: Vec<f64> = wave
+        .iter()
+        .zip(&cont)
+        .map(|(w, f)| f * (1.0 + 0.2 * (w / 13.0).sin()))
+        .collect();
+    let short: Vec<f64> = wave.iter().copied().filter(|&w| w < 3000.0).collect();
+    let (z, dlum) = (0.3, 1500.0);
+    let mut s = ContinuumScratch::default();
+    for (wv, sed) in [(&wave, &cont), (&wave, &wiggly), (&short, &cont)] {
+        let (lums, cfl) = continuum_fluxes_with(wv, sed, z, dlum, &mut s);
+        let (l1, f1) = continuum_fluxes(wv, sed, z, dlum);
+        assert_eq!(lums.map(f64::to_bits), l1.map(f64::to_bits));
+        assert_eq!(cfl.map(f64::to_bits), f1.map(f64::to_bits));
+        for (k, (_, cw, ic)) in CFLUXES.iter().enumerate() {
+            let one = continuum_at(wv, sed, *cw, *ic);
+            assert_eq!(cfl[k].to_bits(), one.to_bits(), "{cw}");
+        }
+        let d = 3.085_677_58e24 * dlum;
+        let dfactor = (1.0 + z) * 4.0 * std::f64::consts::PI * d * d / 1e17;
+        for (k, (name, cw)) in LUMS.iter().enumerate() {
+            let mut l = continuum_at(wv, sed, *cw, false) * dfactor;
+            l *= if name.starts_with("LOGL_") {
+                cw / 3.846e33 / 1e10
+            } else {
+                cw * cw / (299_792.458 * 1e13) / 1e28
+            };
+            let want = if l > 0.0 { l.log10() } else { 0.0 };
+            assert_eq!(lums[k].to_bits(), want.to_bits(), "{name}");
+        }
     }
 }

@@ -34,6 +34,11 @@ pub struct CoaddLayout {
     /// Per output pixel, whether it is normalised (overlap flag of the last camera, in
     /// file order, covering it).
     pub normalize: Vec<bool>,
+    /// Per output pixel, its index among the normalised pixels (`u32::MAX` if it is not
+    /// normalised): the resolution weights are accumulated only there.
+    pub norm_index: Vec<u32>,
+    /// Number of normalised pixels.
+    pub nnorm: usize,
 }
 
 fn mean(a: &[f64]) -> f64 {
@@ -134,12 +139,26 @@ impl CoaddLayout {
         for b in 0..n {
             normalize[start[b]..start[b] + waves[b].len()].copy_from_slice(&overlap[b]);
         }
+        let mut nnorm = 0;
+        let norm_index = normalize
+            .iter()
+            .map(|&nz| {
+                if nz {
+                    nnorm += 1;
+                    (nnorm - 1) as u32
+                } else {
+                    u32::MAX
+                }
+            })
+            .collect();
         Ok(CoaddLayout {
             wave,
             sorted,
             start,
             overlap,
             normalize,
+            norm_index,
+            nnorm,
         })
     }
 
@@ -225,7 +244,9 @@ pub fn coadd_cameras(layout: &CoaddLayout, cams: &[CameraInput<'_>]) -> Result<C
         ndiag: nd,
         res: vec![0.0; nd * nw],
     };
-    let mut rnorm = vec![0.0; nd * nw];
+    // the resolution weights, kept only for the normalised pixels (the only ones read)
+    let nnorm = layout.nnorm;
+    let mut rnorm = vec![0.0; nd * nnorm];
     // Each (diagonal, pixel) element is touched once per camera, cameras in `sorted` order;
     // the loops run diagonal by diagonal over contiguous rows (same operations per element).
     for &b in &layout.sorted {
@@ -245,17 +266,21 @@ pub fn coadd_cameras(layout: &CoaddLayout, cams: &[CameraInput<'_>]) -> Result<C
                 out.mask[o] |= c.mask[j];
             }
         }
+        let nidx = &layout.norm_index[s..s + n];
         for d in 0..ndc {
             let row = (off + d) * nw + s;
             let ores = &mut out.res[row..row + n];
-            let onorm = &mut rnorm[row..row + n];
+            let onorm = &mut rnorm[(off + d) * nnorm..(off + d + 1) * nnorm];
             let cres = &c.res[d * n..(d + 1) * n];
             // periodic index (j + d − ww) mod n = (j + base) mod n
             let base = d + n - ww % n;
             for j in 0..n {
+                let ni = nidx[j] as usize;
                 if !ov[j] {
                     ores[j] = cres[j];
-                    onorm[j] = 1.0;
+                    if let Some(r) = onorm.get_mut(ni) {
+                        *r = 1.0;
+                    }
                 } else {
                     let mut k = j + base;
                     while k >= n {
@@ -263,7 +288,9 @@ pub fn coadd_cameras(layout: &CoaddLayout, cams: &[CameraInput<'_>]) -> Result<C
                     }
                     let w = c.ivar[k];
                     ores[j] += w * cres[j];
-                    onorm[j] += w;
+                    if let Some(r) = onorm.get_mut(ni) {
+                        *r += w;
+                    }
                 }
             }
         }
@@ -280,10 +307,10 @@ pub fn coadd_cameras(layout: &CoaddLayout, cams: &[CameraInput<'_>]) -> Result<C
     for d in 0..nd {
         let (ores, onorm) = (
             &mut out.res[d * nw..(d + 1) * nw],
-            &rnorm[d * nw..(d + 1) * nw],
+            &rnorm[d * nnorm..(d + 1) * nnorm],
         );
-        for ((r, &rn), &norm) in ores.iter_mut().zip(onorm).zip(&layout.normalize) {
-            if norm {
+        for (r, &ni) in ores.iter_mut().zip(&layout.norm_index) {
+            if let Some(&rn) = onorm.get(ni as usize) {
                 *r /= rn + if rn == 0.0 { 1.0 } else { 0.0 };
             }
         }

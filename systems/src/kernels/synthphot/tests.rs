@@ -175,3 +175,79 @@ fn bad_inputs_are_errors() {
     ));
     assert!(pad_spectrum_edge(&filters, &[], &[], &mut Vec::new(), &mut Vec::new()).is_err());
 }
+
+/// [`maggies_with_many`] gives each filter's [`FilterPre::maggies_with`] exactly, for any
+/// number of filters (overlapping or not, of any lengths, empty and one-pixel ranges).
+#[test]
+fn maggies_with_many_equals_one_by_one() {
+    let fx = fixture("template.json");
+    let (wave, flux) = (vec_f64(&fx["wave"]), vec_f64(&fx["flux"]));
+    let mut all = Vec::new();
+    for set in fx["sets"].as_object().expect("sets").values() {
+        all.extend(ab_maggies_pre(&filters_of(set), &wave).expect("covered"));
+    }
+    // degenerate ranges: one pixel, none
+    let mut one = all[0].clone();
+    (one.hi, one.resp) = (one.lo + 1, one.resp[..1].to_vec());
+    let mut none = all[1].clone();
+    (none.hi, none.resp) = (none.lo, Vec::new());
+    all.push(one);
+    all.push(none);
+    let f = |i: usize| flux[i] * 1.25 / 1e17;
+    for n in 0..=all.len() {
+        for start in [0, 3] {
+            let set: Vec<FilterPre> = all.iter().cycle().skip(start).take(n).cloned().collect();
+            let want: Vec<f64> = set.iter().map(|p| p.maggies_with(&wave, f)).collect();
+            let mut got = vec![f64::NAN; n];
+            maggies_with_many(&set, &wave, f, &mut got);
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(g, w)| g.to_bits() == w.to_bits());
+            assert!(same, "{n} filters from {start}: {got:?} vs {want:?}");
+        }
+    }
+    assert!(all.len() >= 8);
+}
+
+/// Timing of [`maggies_with_many`] against one filter at a time (`--ignored --nocapture`).
+#[test]
+#[ignore]
+fn bench_maggies_with_many() {
+    let fx = fixture("template.json");
+    let (wave, flux) = (vec_f64(&fx["wave"]), vec_f64(&fx["flux"]));
+    let set = fx["sets"]
+        .as_object()
+        .expect("sets")
+        .values()
+        .next()
+        .unwrap();
+    let pre = ab_maggies_pre(&filters_of(set), &wave).expect("covered");
+    let pre = &pre[..4];
+    println!("{:?}", pre.iter().map(|p| p.hi - p.lo).collect::<Vec<_>>());
+    let scaled: Vec<f64> = flux.iter().map(|v| v * 1.25 / 1e17).collect();
+    let f = |i: usize| scaled[i];
+    let mut out = vec![0.0; pre.len()];
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let mut a = 0.0;
+        for _ in 0..2000 {
+            for p in pre {
+                a += p.maggies_with(&wave, f);
+            }
+        }
+        let t1 = t.elapsed();
+        let t = std::time::Instant::now();
+        let mut b = 0.0;
+        for _ in 0..2000 {
+            maggies_with_many(pre, &wave, f, &mut out);
+            b += out.iter().sum::<f64>();
+        }
+        let t2 = t.elapsed();
+        println!(
+            "one by one {:.2} us, many {:.2} us ({a} {b})",
+            t1.as_secs_f64() * 1e6 / 2000.0,
+            t2.as_secs_f64() * 1e6 / 2000.0
+        );
+    }
+}
