@@ -186,6 +186,21 @@ pub(super) struct QScratch<'a> {
     pub(super) m2: &'a mut [f64],
 }
 
+/// ‖J_h s‖² into / from `m1`: with a row support, J_h s is written and summed on
+/// those rows only ([`dot_rows`], bit-identical to the full product and `dot`).
+fn jh_sq<M: Model>(jh: &Jh<'_, M>, s: &[f64], tmp: &mut [f64], m1: &mut [f64]) -> f64 {
+    match jh.model.row_support() {
+        Some(sup) => {
+            jh.mul_support(s, tmp, m1);
+            dot_rows(m1, m1, sup)
+        }
+        None => {
+            jh.mul(s, tmp, m1);
+            dot(m1, m1)
+        }
+    }
+}
+
 /// ½‖J_h s‖² + ½ sᵀ diag(diag_h) s + g_hᵀ s.
 pub(super) fn evaluate_quadratic<M: Model>(
     jh: &Jh<'_, M>,
@@ -196,10 +211,7 @@ pub(super) fn evaluate_quadratic<M: Model>(
 ) -> f64 {
     let mut q = match jh.gram_inner(s, s, w.n) {
         Some(v) => v,
-        None => {
-            jh.mul(s, w.n, w.m1);
-            dot(w.m1, w.m1)
-        }
+        None => jh_sq(jh, s, w.n, w.m1),
     };
     if let Some(dg) = diag {
         q += diag_dot(s, dg, s);
@@ -226,7 +238,8 @@ fn diag_dot(a: &[f64], d: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Coefficients of q(s₀ + t s) = a t² + b t + c along direction `s`
-/// (`build_quadratic_1d`); without `s0`, c = 0.
+/// (`build_quadratic_1d`); without `s0`, c = 0. The m-sized products run on the
+/// model's row support when it has one (bit-identical, see [`dot_rows`]).
 pub(super) fn build_quadratic_1d<M: Model>(
     jh: &Jh<'_, M>,
     g: &[f64],
@@ -238,10 +251,7 @@ pub(super) fn build_quadratic_1d<M: Model>(
     let gram = jh.gram.is_some();
     let mut a = match jh.gram_inner(s, s, w.n) {
         Some(v) => v,
-        None => {
-            jh.mul(s, w.n, w.m1);
-            dot(w.m1, w.m1)
-        }
+        None => jh_sq(jh, s, w.n, w.m1),
     };
     if let Some(dg) = diag {
         a += diag_dot(s, dg, s);
@@ -256,8 +266,16 @@ pub(super) fn build_quadratic_1d<M: Model>(
                 jh.gram_inner(s0, s0, w.n).unwrap_or(0.0),
             )
         } else {
-            jh.mul(s0, w.n, w.m2);
-            (dot(w.m2, w.m1), dot(w.m2, w.m2))
+            match jh.model.row_support() {
+                Some(sup) => {
+                    jh.mul_support(s0, w.n, w.m2);
+                    (dot_rows(w.m2, w.m1, sup), dot_rows(w.m2, w.m2, sup))
+                }
+                None => {
+                    jh.mul(s0, w.n, w.m2);
+                    (dot(w.m2, w.m1), dot(w.m2, w.m2))
+                }
+            }
         };
         b += cross;
         c = 0.5 * sq0 + dot(g, s0);
@@ -267,6 +285,47 @@ pub(super) fn build_quadratic_1d<M: Model>(
         }
     }
     (a, b, c)
+}
+
+/// [`dot`] of two vectors that are zero (+0) outside the sorted disjoint row
+/// ranges `sup`, reading those rows only: the same four lanes (by absolute
+/// index mod 4) and the same sequential tail, each lane summing its terms in
+/// ascending index order from +0 — the skipped terms are +0 products, which
+/// leave a sum that started at +0 unchanged (such a sum is never −0), so the
+/// result is bit-identical to `dot(a, b)`.
+pub(super) fn dot_rows(a: &[f64], b: &[f64], sup: &[(usize, usize)]) -> f64 {
+    let len = a.len().min(b.len());
+    let full = len - len % 4;
+    let mut acc = [0.0f64; 4];
+    for &(lo, hi) in sup {
+        let (lo, hi) = (lo.min(full), hi.min(full));
+        let mut i = lo;
+        while i < hi && i % 4 != 0 {
+            acc[i % 4] += a[i] * b[i];
+            i += 1;
+        }
+        let nb = (hi - i) / 4;
+        for (ca, cb) in a[i..i + 4 * nb]
+            .chunks_exact(4)
+            .zip(b[i..i + 4 * nb].chunks_exact(4))
+        {
+            for l in 0..4 {
+                acc[l] += ca[l] * cb[l];
+            }
+        }
+        i += 4 * nb;
+        while i < hi {
+            acc[i % 4] += a[i] * b[i];
+            i += 1;
+        }
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for i in full..len {
+        if sup.iter().any(|r| r.0 <= i && i < r.1) {
+            s += a[i] * b[i];
+        }
+    }
+    s
 }
 
 /// Active-constraint mask with relative tolerance `rtol`

@@ -25,10 +25,9 @@ use faer::linalg::evd::evd_real;
 use faer::{ColMut, MatRef, Par};
 
 use super::super::nnls::householder::{apply_reflector, dot, reflector};
-use super::common::{minimize_quadratic_1d, norm, Jh, QScratch};
+use super::common::{build_quadratic_1d, dot_rows, minimize_quadratic_1d, norm, Jh, QScratch};
 use super::lsmr::{lsmr, LinOp, LsmrBufs, LsmrParams};
 use super::model::Model;
-use super::step::build_quadratic_1d;
 use super::workspace::SubspaceScratch;
 use super::LsmrOptions;
 
@@ -127,47 +126,6 @@ pub(super) fn reduced_model<M: Model>(
         gs[a] = dot(&s[a * n..(a + 1) * n], g_h);
     }
     (bmat, gs)
-}
-
-/// [`dot`] of two vectors that are zero (+0) outside the sorted disjoint row
-/// ranges `sup`, reading those rows only: the same four lanes (by absolute
-/// index mod 4) and the same sequential tail, each lane summing its terms in
-/// ascending index order from +0 — the skipped terms are +0 products, which
-/// leave a sum that started at +0 unchanged (such a sum is never −0), so the
-/// result is bit-identical to `dot(a, b)`.
-pub(super) fn dot_rows(a: &[f64], b: &[f64], sup: &[(usize, usize)]) -> f64 {
-    let len = a.len().min(b.len());
-    let full = len - len % 4;
-    let mut acc = [0.0f64; 4];
-    for &(lo, hi) in sup {
-        let (lo, hi) = (lo.min(full), hi.min(full));
-        let mut i = lo;
-        while i < hi && i % 4 != 0 {
-            acc[i % 4] += a[i] * b[i];
-            i += 1;
-        }
-        let nb = (hi - i) / 4;
-        for (ca, cb) in a[i..i + 4 * nb]
-            .chunks_exact(4)
-            .zip(b[i..i + 4 * nb].chunks_exact(4))
-        {
-            for l in 0..4 {
-                acc[l] += ca[l] * cb[l];
-            }
-        }
-        i += 4 * nb;
-        while i < hi {
-            acc[i % 4] += a[i] * b[i];
-            i += 1;
-        }
-    }
-    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for i in full..len {
-        if sup.iter().any(|r| r.0 <= i && i < r.1) {
-            s += a[i] * b[i];
-        }
-    }
-    s
 }
 
 /// Real roots of the polynomial with coefficients `c` (highest power first),
