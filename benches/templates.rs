@@ -31,14 +31,7 @@ fn benches(c: &mut Criterion) {
         pixkms: t.pixkms,
     };
     let p = &t.conv_pre;
-    let pre = PreCache {
-        ntemplate: p.ntemplate,
-        fft_len: p.fft_len,
-        max_radius: p.max_radius_pix,
-        flux_outer: &p.flux_outer,
-        ft_re: &p.ft_re,
-        ft_im: &p.ft_im,
-    };
+    let pre = PreCache::from(p);
     let coeff = [0.3, 1.2, 0.0, 2.5, 0.7];
     let mut ws = VdispWorkspace::new(p.fft_len, p.max_radius_pix);
     let mut out = vec![0.0; t.nwave];

@@ -15,11 +15,11 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use fastspecfit::io::templates::{bundled_template_path, read_templates};
-use fsf_systems::kernels::continuum::vdispfit::{can_compute_vdisp, VdispModel, VdispProblem};
-use fsf_systems::kernels::continuum::{CameraData, SpecOperator};
-use fsf_systems::kernels::trf::{
-    least_squares_dense_qr, Problem, TrSolver, TrfOptions, TrfWorkspace, XScale,
+use fsf_systems::kernels::continuum::vdispfit::{
+    can_compute_vdisp, vdisp_trf_setup, VdispModel, VdispProblem,
 };
+use fsf_systems::kernels::continuum::{CameraData, SpecOperator};
+use fsf_systems::kernels::trf::{least_squares_dense_qr, Problem, TrfWorkspace};
 use fsf_systems::kernels::vdisp::{PreCache, VdispGrid};
 
 const Z: f64 = 0.1;
@@ -73,28 +73,22 @@ fn benches(c: &mut Criterion) {
         hi: t.pixkms_bounds.1,
         pixkms: t.pixkms,
     };
-    let p = &t.conv_pre_nolines;
-    let pre = || PreCache {
-        ntemplate: p.ntemplate,
-        fft_len: p.fft_len,
-        max_radius: p.max_radius_pix,
-        flux_outer: &p.flux_outer,
-        ft_re: &p.ft_re,
-        ft_im: &p.ft_im,
-    };
     let zf = vec![1.0; nw];
+    let problem = |istd| {
+        VdispProblem::new(VdispModel {
+            op: &op,
+            pre: PreCache::from(&t.conv_pre_nolines),
+            flux_nolines: &t.flux_nolines,
+            grid,
+            klambda: &t.dust_klambda,
+            zfactors: &zf,
+            istd,
+        })
+        .expect("problem")
+    };
     // the noiseless model at the truth, on all pixels
     let ones = vec![1.0; npix];
-    let mut truth = VdispProblem::new(VdispModel {
-        op: &op,
-        pre: pre(),
-        flux_nolines: &t.flux_nolines,
-        grid,
-        klambda: &t.dust_klambda,
-        zfactors: &zf,
-        istd: &ones,
-    })
-    .expect("problem");
+    let mut truth = problem(&ones);
     let mut x_true = vec![1.0; 2 + nt];
     x_true[0] = 0.3;
     x_true[1] = 180.0;
@@ -119,34 +113,10 @@ fn benches(c: &mut Criterion) {
     let mut istd = vec![0.0; npix];
     istd[vs..ve].fill(1.0 / sigma);
 
-    let mut prob = VdispProblem::new(VdispModel {
-        op: &op,
-        pre: pre(),
-        flux_nolines: &t.flux_nolines,
-        grid,
-        klambda: &t.dust_klambda,
-        zfactors: &zf,
-        istd: &istd,
-    })
-    .expect("problem");
+    let mut prob = problem(&istd);
     prob.set_data(&flux).expect("data");
-    let n = 2 + nt;
-    let (mut lb, mut ub) = (vec![0.0; n], vec![1e6; n]);
-    lb[1] = t.vdisp_bounds_kms.0;
-    ub[0] = 2.0;
-    ub[1] = t.vdisp_bounds_kms.1;
-    let mut x0 = vec![1.0; n];
-    x0[0] = 0.1;
-    x0[1] = t.vdisp_nominal_kernel_kms;
-    let opts = TrfOptions {
-        ftol: 1e-6,
-        xtol: 1e-10,
-        gtol: 1e-8,
-        max_nfev: Some(5000),
-        x_scale: XScale::Jac,
-        tr_solver: TrSolver::Exact,
-    };
-    let mut tws = TrfWorkspace::new(prob.n_residuals(), n);
+    let (lb, ub, x0, opts) = vdisp_trf_setup(nt, t.vdisp_bounds_kms, t.vdisp_nominal_kernel_kms);
+    let mut tws = TrfWorkspace::new(prob.n_residuals(), x0.len());
     let mut g = c.benchmark_group("vdisp_fit");
     g.sample_size(20);
     g.bench_function("trf_from_x0", |b| {

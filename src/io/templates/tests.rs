@@ -178,14 +178,7 @@ fn convolution_of_bundled_templates_matches_fastspecfit() {
         .collect();
     assert!(max_rel(&pick(&combined), &vecf(&fx["combined"]), 0.0) < 1e-14);
     let p = &t.conv_pre;
-    let pre = PreCache {
-        ntemplate: p.ntemplate,
-        fft_len: p.fft_len,
-        max_radius: p.max_radius_pix,
-        flux_outer: &p.flux_outer,
-        ft_re: &p.ft_re,
-        ft_im: &p.ft_im,
-    };
+    let pre = PreCache::from(p);
     let mut ws = VdispWorkspace::new(p.fft_len, p.max_radius_pix);
     let (mut direct, mut viafft) = (vec![0.0; t.nwave], vec![0.0; t.nwave]);
     let scale = combined.iter().fold(0.0, |m: f64, v| m.max(v.abs()));

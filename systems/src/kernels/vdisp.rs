@@ -373,6 +373,20 @@ pub struct PreCache<'a> {
     pub ft_im: &'a [f64],
 }
 
+impl<'a> From<&'a fsf_components::templates::ConvPre> for PreCache<'a> {
+    /// The borrowed view of a template file's owned pre-cache.
+    fn from(p: &'a fsf_components::templates::ConvPre) -> Self {
+        PreCache {
+            ntemplate: p.ntemplate,
+            fft_len: p.fft_len,
+            max_radius: p.max_radius_pix,
+            flux_outer: &p.flux_outer,
+            ft_re: &p.ft_re,
+            ft_im: &p.ft_im,
+        }
+    }
+}
+
 fn fft_err(e: realfft::FftError) -> KernelError {
     KernelError::Shape(format!("FFT: {e}"))
 }

@@ -128,14 +128,7 @@ pub fn fastspec_templates(t: &Templates, vdisp_bounds: (f64, f64)) -> FastspecTe
         flux_nolines: &t.flux_nolines,
         flux_nomvdisp: &t.flux_nomvdisp,
         flux_nolines_nomvdisp: &t.flux_nolines_nomvdisp,
-        conv_pre_nolines: PreCache {
-            ntemplate: pre.ntemplate,
-            fft_len: pre.fft_len,
-            max_radius: pre.max_radius_pix,
-            flux_outer: &pre.flux_outer,
-            ft_re: &pre.ft_re,
-            ft_im: &pre.ft_im,
-        },
+        conv_pre_nolines: PreCache::from(pre),
         grid: VdispGrid {
             lo: t.pixkms_bounds.0,
             hi: t.pixkms_bounds.1,

@@ -65,7 +65,8 @@ use super::specmodel::{
     varpro_joint, CameraData, JointData, JointWorkspace, SpecBasis, SpecOperator,
 };
 use super::vdispfit::{
-    can_compute_vdisp, scan_minimum, vdisp_from_mstar, VdispModel, VdispProblem, VDISP_NGRID,
+    can_compute_vdisp, scan_minimum, vdisp_from_mstar, vdisp_trf_setup, VdispModel, VdispProblem,
+    VDISP_NGRID,
 };
 use crate::kernels::derived::dn4000::{dn4000, dn4000_rest_window, Dn4000Scratch};
 use crate::kernels::dust;
@@ -73,9 +74,7 @@ use crate::kernels::filters::FilterCurve;
 use crate::kernels::igm::Inoue14;
 use crate::kernels::stats::{median, TINY};
 use crate::kernels::synthphot::{photflam_factor, FilterPre};
-use crate::kernels::trf::{
-    least_squares_dense_qr, Problem, TrSolver, TrfOptions, TrfWorkspace, XScale,
-};
+use crate::kernels::trf::{least_squares_dense_qr, Problem, TrfWorkspace};
 use crate::kernels::vdisp::{
     convolve_direct_rows, convolve_direct_rows_range, PreCache, VdispGrid, VdispWorkspace,
 };
@@ -603,22 +602,7 @@ pub fn fit_fastspec(
                 istd: &fitmask_istd,
             })?;
             let n = 2 + nt;
-            let mut lb = vec![0.0; n];
-            let mut ub = vec![1e6; n];
-            lb[1] = t.vdisp_bounds.0;
-            ub[0] = 2.0;
-            ub[1] = t.vdisp_bounds.1;
-            let mut x0 = vec![1.0; n];
-            x0[0] = 0.1;
-            x0[1] = t.vdisp_nominal_kernel;
-            let opts = TrfOptions {
-                ftol: 1e-6,
-                xtol: 1e-10,
-                gtol: 1e-8,
-                max_nfev: Some(5000),
-                x_scale: XScale::Jac,
-                tr_solver: TrSolver::Exact,
-            };
+            let (lb, ub, x0, opts) = vdisp_trf_setup(nt, t.vdisp_bounds, t.vdisp_nominal_kernel);
             let mut tws = TrfWorkspace::new(prob.n_residuals(), n);
             let mut run = |prob: &mut VdispProblem<'_>,
                            flux: &[f64],

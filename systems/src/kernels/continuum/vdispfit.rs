@@ -76,7 +76,7 @@ use wide::f64x4;
 
 use super::specmodel::{attenuation_into, BandRows, SpecOperator};
 use crate::kernels::simd::dispatch as simd;
-use crate::kernels::trf::{DenseJacobian, MatMut, Problem};
+use crate::kernels::trf::{DenseJacobian, MatMut, Problem, TrSolver, TrfOptions, XScale};
 use crate::kernels::vdisp::{
     convolve_direct, convolve_from_pre, gaussian_kernel, gaussian_radius, next_fast_len_real,
     PreCache, VdispGrid, VdispWorkspace,
@@ -177,6 +177,33 @@ pub fn vdisp_from_mstar(
     let vstars = 10f64.powf(a + b * (logm - 11.0));
     let k = (vstars * vstars - sigma_c3k * sigma_c3k).max(0.0).sqrt();
     Some((k.clamp(bounds.0, bounds.1), logm))
+}
+
+/// FastSpecFit's TRF call of the σ fit (SPEC §4.5 (b)): bounds τ ∈ [0, 2], σ ∈ `vdisp_bounds`,
+/// c ∈ [0, 1e6], the start x0 = (0.1, `nominal_kernel`, 1, …, 1) and its solver options, for
+/// `nt` templates: `(lb, ub, x0, options)`.
+pub fn vdisp_trf_setup(
+    nt: usize,
+    vdisp_bounds: (f64, f64),
+    nominal_kernel: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>, TrfOptions) {
+    let n = 2 + nt;
+    let (mut lb, mut ub) = (vec![0.0; n], vec![1e6; n]);
+    lb[1] = vdisp_bounds.0;
+    ub[0] = 2.0;
+    ub[1] = vdisp_bounds.1;
+    let mut x0 = vec![1.0; n];
+    x0[0] = 0.1;
+    x0[1] = nominal_kernel;
+    let opts = TrfOptions {
+        ftol: 1e-6,
+        xtol: 1e-10,
+        gtol: 1e-8,
+        max_nfev: Some(5000),
+        x_scale: XScale::Jac,
+        tr_solver: TrSolver::Exact,
+    };
+    (lb, ub, x0, opts)
 }
 
 /// Inputs of the σ fit that stay fixed across its Monte Carlo refits.
