@@ -235,6 +235,33 @@ fn matvec_support_body(spec: &EmlineSpectrum, cams: &[CameraJac], f: &[f64], out
     }
 }
 
+/// [`segment_matvec`]'s rows from `*t` on in blocks of `B` (each row's sum in the same
+/// order), advancing `*t` past the last whole block.
+#[inline(always)]
+fn segment_rows<const B: usize>(
+    o: &mut [f64],
+    t: &mut usize,
+    p: usize,
+    act: &[(usize, usize)],
+    vals: &[f64],
+    width: usize,
+    f: &[f64],
+) {
+    while *t + B <= o.len() {
+        let mut acc = [0.0f64; B];
+        for &(k, s) in act {
+            let fk = f[k];
+            let base = k * width + p + *t - s;
+            let c = &vals[base..base + B];
+            for q in 0..B {
+                acc[q] += c[q] * fk;
+            }
+        }
+        o[*t..*t + B].copy_from_slice(&acc);
+        *t += B;
+    }
+}
+
 /// o[t] = Σ_k vals[k·width + t − s_k]·f[k] over the segment's active
 /// columns in ascending k, summed from +0 in that order (the same additions
 /// as accumulating the columns one after another into a zeroed `o`).
@@ -249,46 +276,10 @@ fn segment_matvec(
 ) {
     let n = o.len();
     let mut t = 0;
-    // 32 rows: eight independent vector chains
-    while t + 32 <= n {
-        let mut acc = [0.0f64; 32];
-        for &(k, s) in act {
-            let fk = f[k];
-            let base = k * width + p + t - s;
-            let c = &vals[base..base + 32];
-            for q in 0..32 {
-                acc[q] += c[q] * fk;
-            }
-        }
-        o[t..t + 32].copy_from_slice(&acc);
-        t += 32;
-    }
-    while t + 16 <= n {
-        let mut acc = [0.0f64; 16];
-        for &(k, s) in act {
-            let fk = f[k];
-            let base = k * width + p + t - s;
-            let c = &vals[base..base + 16];
-            for q in 0..16 {
-                acc[q] += c[q] * fk;
-            }
-        }
-        o[t..t + 16].copy_from_slice(&acc);
-        t += 16;
-    }
-    while t + 4 <= n {
-        let mut acc = [0.0f64; 4];
-        for &(k, s) in act {
-            let fk = f[k];
-            let base = k * width + p + t - s;
-            let c = &vals[base..base + 4];
-            for q in 0..4 {
-                acc[q] += c[q] * fk;
-            }
-        }
-        o[t..t + 4].copy_from_slice(&acc);
-        t += 4;
-    }
+    // blocks of 32 rows (eight independent vector chains), then 16, then 4
+    segment_rows::<32>(o, &mut t, p, act, vals, width, f);
+    segment_rows::<16>(o, &mut t, p, act, vals, width, f);
+    segment_rows::<4>(o, &mut t, p, act, vals, width, f);
     while t < n {
         let mut acc = 0.0f64;
         for &(k, s) in act {
