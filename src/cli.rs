@@ -176,6 +176,11 @@ pub struct FitArgs {
     /// Velocity-dispersion kernel bounds MIN MAX, km/s (equal values fix it).
     #[arg(long = "vdisp-bounds", num_args = 2, value_names = ["MIN", "MAX"], default_values_t = [50.0, 500.0])]
     pub vdisp_bounds: Vec<f64>,
+    /// Monte Carlo σ★ refits (VDISP_IVAR): `converged` minimises each refit's χ² from the best
+    /// fit (variable projection, ≈ 10 passes); `fsf` follows FastSpecFit's cold-started TRF
+    /// paths exactly (≈ 50 passes; its VDISP_IVAR includes where those fits stop).
+    #[arg(long = "vdisp-mc", value_enum, default_value_t = VdispMc::Converged)]
+    pub vdisp_mc: VdispMc,
     /// Do not fit broad emission lines.
     #[arg(long = "no-broadlinefit")]
     pub no_broadlinefit: bool,
@@ -206,4 +211,14 @@ pub struct FitArgs {
     /// Write a Chrome trace (chrome://tracing, Perfetto) of every system span to this file.
     #[arg(long)]
     pub trace: Option<PathBuf>,
+}
+
+/// How the Monte Carlo σ★ refits are solved (`--vdisp-mc`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VdispMc {
+    /// Each refit converged to its χ² minimum from the best fit.
+    #[default]
+    Converged,
+    /// FastSpecFit's TRF from its cold start x0, ftol = 1e-6.
+    Fsf,
 }

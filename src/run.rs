@@ -125,6 +125,7 @@ pub fn fit_options(ctx: &RunContext) -> FitOptions {
         ignore_photometry: a.ignore_photometry,
         no_smooth_continuum: a.no_smooth_continuum,
         broadlinefit: !a.no_broadlinefit,
+        vdisp_mc_fsf: a.vdisp_mc == crate::cli::VdispMc::Fsf,
         uncertainty_floor: if stack { 0.0 } else { a.uncertainty_floor },
         minsnr_balmer_broad: a.minsnr_balmer_broad,
         input_seeds: if a.targetids.is_some() {
@@ -232,6 +233,17 @@ fn primary_cards(
             args.vdisp_bounds[0], args.vdisp_bounds[1]
         )),
         "velocity dispersion bounds (km/s)",
+    ));
+    c.push(Card::new(
+        "VDISPMC",
+        CardValue::Str(
+            match args.vdisp_mc {
+                crate::cli::VdispMc::Converged => "converged",
+                crate::cli::VdispMc::Fsf => "fsf",
+            }
+            .into(),
+        ),
+        "Monte Carlo vdisp refits (fastspecfit-rs)",
     ));
     c.push(Card::new(
         "SEED",

@@ -33,6 +33,9 @@ pub struct FitOptions {
     pub no_smooth_continuum: bool,
     /// Fit broad lines (not `--no-broadlinefit`).
     pub broadlinefit: bool,
+    /// Monte Carlo σ★ refits along FastSpecFit's own TRF paths from its cold start
+    /// (`--vdisp-mc fsf`) instead of converged to their χ² minima (`converged`, the default).
+    pub vdisp_mc_fsf: bool,
     /// Fractional spectral uncertainty floor (`--uncertainty-floor`).
     pub uncertainty_floor: f64,
     /// Minimum broad Balmer S/N (`--minsnr-balmer-broad`).
@@ -63,6 +66,7 @@ impl Default for FitOptions {
             ignore_photometry: false,
             no_smooth_continuum: false,
             broadlinefit: true,
+            vdisp_mc_fsf: false,
             uncertainty_floor: 0.01,
             minsnr_balmer_broad: 2.5,
             input_seeds: None,

@@ -15,6 +15,7 @@
 mod model;
 mod rng;
 mod spectro;
+pub mod vdisp_fixture;
 mod write;
 
 use std::path::PathBuf;

@@ -158,6 +158,7 @@ fn run(
     nmonte: usize,
     scan_override: Option<bool>,
     vdisp_bounds: Option<(f64, f64)>,
+    vdisp_mc_fsf: bool,
 ) -> (FastspecResult, f64) {
     let cams: Vec<CameraData<'_>> = (0..c.waves.len())
         .map(|k| CameraData {
@@ -190,6 +191,7 @@ fn run(
         no_smooth_continuum: false,
         fluxnorm: 1e17,
         vdisp_scan_override: scan_override,
+        vdisp_mc_fsf,
     };
     let mut ws = FastspecWorkspace::default();
     let t0 = Instant::now();
@@ -220,6 +222,7 @@ fn compare(tag: &str) {
         inp["nmonte"].as_u64().unwrap() as usize,
         None,
         None,
+        false,
     );
     eprintln!("{tag}: continuum fit with nmonte 50 took {secs:.3} s (this build profile)");
     let kept: Vec<f64> = r
@@ -345,7 +348,7 @@ fn fastspec_vdisp_trf_80613() {
     let t = templates();
     let c = load_case(inp);
     let nmc = trf["nmonte"].as_u64().unwrap() as usize;
-    let (r, secs) = run(&t, inp, &c, nmc, Some(true), None);
+    let (r, secs) = run(&t, inp, &c, nmc, Some(true), None, true);
     eprintln!("80613 forced TRF with nmonte {nmc}: {secs:.3} s");
     assert!(r.vdisp_fitted);
     let call = trf["calls"]
@@ -382,6 +385,18 @@ fn fastspec_vdisp_trf_80613() {
         rel(got, want)
     );
     assert!(rel(got, want) < 0.05);
+    // the default converged refits: the same best fit, VDISP_IVAR within the 30%
+    let (rc, _) = run(&t, inp, &c, nmc, Some(true), None, false);
+    assert_eq!(rc.vdisp_kernel, r.vdisp_kernel);
+    assert_eq!(rc.coeff, r.coeff);
+    let gotc = rc.vdisp_ivar * (rc.vdisp_kernel / rc.vdisp).powi(2);
+    eprintln!(
+        "converged refits: MC σ {:?}; VDISP ivar {gotc} (rel {:.2e})",
+        rc.mc_vdisp_kernel,
+        rel(gotc, want)
+    );
+    assert_eq!(rc.mc_vdisp_kernel.len(), nmc);
+    assert!(rel(gotc, want) < 0.3);
 }
 
 #[test]
@@ -392,7 +407,7 @@ fn fastspec_fixed_vdisp_80613() {
     let inp = &fx["inputs"];
     let t = templates();
     let c = load_case(inp);
-    let (r, _) = run(&t, inp, &c, 0, None, Some((0.0, 0.0)));
+    let (r, _) = run(&t, inp, &c, 0, None, Some((0.0, 0.0)), false);
     assert_eq!(r.vdisp_kernel, f(&fixed["vdisp_kernel"]));
     assert!((r.vdisp - t.sigma_c3k_kms).abs() < 1e-12);
     assert_eq!(r.vdisp_ivar, 0.0);
@@ -430,7 +445,7 @@ fn fastspec_continuum_timing() {
         for nmonte in [0usize, 50] {
             let mut best = f64::INFINITY;
             for _ in 0..3 {
-                best = best.min(run(&t, inp, &c, nmonte, None, None).1);
+                best = best.min(run(&t, inp, &c, nmonte, None, None, false).1);
             }
             eprintln!("TIMING {tag} nmonte={nmonte}: {:.1} ms", best * 1e3);
         }
@@ -442,7 +457,7 @@ fn fastspec_continuum_timing() {
     for nmonte in [0usize, 50] {
         let mut best = f64::INFINITY;
         for _ in 0..2 {
-            best = best.min(run(&t, inp, &c, nmonte, Some(true), None).1);
+            best = best.min(run(&t, inp, &c, nmonte, Some(true), None, false).1);
         }
         eprintln!(
             "TIMING 80613 forced σ fit nmonte={nmonte}: {:.1} ms",

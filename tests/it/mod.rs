@@ -14,3 +14,4 @@ pub mod selection;
 pub mod simulate;
 pub mod specphot;
 pub mod stackfit;
+pub mod vdispmc;

@@ -272,6 +272,7 @@ fn fit_continuum_one(
         no_smooth_continuum: sh.opts.no_smooth_continuum,
         fluxnorm: sh.opts.fluxnorm,
         vdisp_scan_override: None,
+        vdisp_mc_fsf: sh.opts.vdisp_mc_fsf,
     };
     let mut r = fit_fastspec(&inp, ws)?;
     // the large arrays only the derived properties read move into the ContinuumFit (nothing

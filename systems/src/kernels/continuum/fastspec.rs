@@ -49,9 +49,10 @@
 //! machine state: 1247 ms and 1412 ms; of which ≈ 110 ms and ≈ 175 ms are the rest of the
 //! continuum fit, the σ fit itself went from ≈ 1.1–1.2 s to ≈ 0.37–0.42 s, ≈ 3x); 80613
 //! with the σ TRF fit forced (`fastspec_continuum_timing`, load ≈ 0.1): 48 ms with
-//! nmonte 0, 762 ms with nmonte 50 (documented before at ≈ 3 s, load 2–5). Each σ
-//! Monte Carlo realisation is still a full TRF fit from FastSpecFit's x0 (≈ 38 iterations;
-//! see [`WARM_START_MC_VDISP`] for the measured warm-start alternative). Earlier numbers
+//! nmonte 0, 762 ms with nmonte 50 (documented before at ≈ 3 s, load 2–5). With
+//! `--vdisp-mc fsf` each σ Monte Carlo realisation is a full TRF fit from FastSpecFit's x0
+//! (≈ 50 evaluations); by default it is converged from the best fit by
+//! [`super::vdispmc::converge_sigma`] (≈ 10 passes; see there). Earlier numbers
 //! (finite differences): 80613 (σ fallback) 25–40 ms with nmonte 0, 110–170 ms with
 //! nmonte 50; 27247 15–20 ms / 75–115 ms; 80613 with the σ TRF fit forced ≈ 3 s with
 //! nmonte 50.
@@ -68,6 +69,7 @@ use super::vdispfit::{
     can_compute_vdisp, scan_minimum, vdisp_from_mstar, vdisp_trf_setup, VdispModel, VdispProblem,
     VDISP_NGRID,
 };
+use super::vdispmc::{converge_sigma, McSigmaWorkspace};
 use crate::kernels::derived::dn4000::{dn4000, dn4000_rest_window, Dn4000Scratch};
 use crate::kernels::dust;
 use crate::kernels::filters::FilterCurve;
@@ -79,18 +81,6 @@ use crate::kernels::vdisp::{
     convolve_direct_rows, convolve_direct_rows_range, PreCache, VdispGrid, VdispWorkspace,
 };
 use crate::kernels::KernelError;
-
-/// Start the Monte Carlo σ refits from the best fit instead of FastSpecFit's x0. Off: with
-/// the cold start our VDISP_IVAR equals FastSpecFit's (same NumPy draws) to 0.1% on the
-/// simulated targets; the warm start makes the σ-fit branch ~8x faster (3.0 s → 0.38 s per
-/// target with nmonte 50, measured with the former finite-difference Jacobian) but moved
-/// VDISP_IVAR by +1% and +27% on the two simulated targets that reach the σ fit
-/// (FastSpecFit's cold refits sometimes settle in other local minima). On the 200-target
-/// benchmark file (37 σ targets) the warm start made the whole run 1.57x faster but biased
-/// VDISP_IVAR against FastSpecFit's: median ratio 1.150 (cold start: 1.000), 73% within 30%
-/// (cold: 89%). FastSpecFit's VDISP_IVAR includes where its cold-started ftol = 1e-6 fits
-/// stop, so a warm start is a different estimator, not a faster route to the same one.
-pub const WARM_START_MC_VDISP: bool = false;
 
 /// The template set as the fastspec continuum fit reads it (all templates; flat
 /// `[ntemplate][nwave]` arrays).
@@ -168,6 +158,9 @@ pub struct FastspecInputs<'a> {
     /// Diagnostics/testing: override the χ²-scan decision of the σ fit (`Some(true)` forces
     /// the TRF fit whenever the coverage allows one); `None` = FastSpecFit's rule.
     pub vdisp_scan_override: Option<bool>,
+    /// Monte Carlo σ refits along FastSpecFit's cold-started TRF paths (`--vdisp-mc fsf`)
+    /// instead of converged by [`super::vdispmc::converge_sigma`].
+    pub vdisp_mc_fsf: bool,
 }
 
 /// Everything the fastspec continuum fit of one target produces. The first block mirrors
@@ -620,16 +613,22 @@ pub fn fit_fastspec(
             let xh = run(&mut prob, &specflux, &x0)?;
             let mut cm = vec![0.0; nw];
             prob.full_model(&xh, &mut cm)?;
-            // Monte Carlo σ refits: from FastSpecFit's x0 (or, with WARM_START_MC_VDISP, from
-            // the best fit x̂: a few iterations instead of ~75, at a cost in fidelity).
-            let warm: Vec<f64> = xh
-                .iter()
-                .zip(lb.iter().zip(&ub))
-                .map(|(&v, (&l, &u))| v.clamp(l, u))
-                .collect();
+            // Monte Carlo σ refits: converged to each realisation's χ² minimum from x̂
+            // (`vdispmc`), or FastSpecFit's cold-started TRF paths (`--vdisp-mc fsf`)
+            let mut mcws = McSigmaWorkspace::default();
             for sf in &specflux_mc {
-                let x = run(&mut prob, sf, if WARM_START_MC_VDISP { &warm } else { &x0 })?;
-                mc_vdisp.push(x[1]);
+                if inp.vdisp_mc_fsf {
+                    let x = run(&mut prob, sf, &x0)?;
+                    mc_vdisp.push(x[1]);
+                } else {
+                    prob.set_data(sf)?;
+                    let r = converge_sigma(&mut prob, &xh, &lb, &ub, &mut mcws)?;
+                    if let Some(e) = prob.error.take() {
+                        return Err(e);
+                    }
+                    tracing::trace!(nfev = mcws.nfev, "σ Monte Carlo refit");
+                    mc_vdisp.push(r.sigma);
+                }
             }
             if !specflux_mc.is_empty() {
                 vdisp_ivar_kernel = var2ivar(nanvar(&mc_vdisp));

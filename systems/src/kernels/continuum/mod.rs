@@ -13,6 +13,7 @@ pub mod smooth;
 pub mod specmodel;
 pub mod varpro;
 pub mod vdispfit;
+pub mod vdispmc;
 
 pub use cheb::ChebPsi;
 pub use fastphot::{fit_fastphot, FastphotInputs, FastphotResult};

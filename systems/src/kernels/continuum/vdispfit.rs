@@ -605,6 +605,127 @@ impl<'a> VdispProblem<'a> {
         self.nt
     }
 
+    /// Number of residuals (pixels with weight > 0).
+    pub(super) fn n_active(&self) -> usize {
+        self.act.len()
+    }
+
+    /// −√ivar·specflux on the active rows (the data set by [`Self::set_data`]).
+    pub(super) fn neg_data(&self) -> &[f64] {
+        &self.nb
+    }
+
+    /// Second-order terms of the σ fit's χ²/2 at the last pass (τ, σ, c) for the residual
+    /// `res` (model − data on the active rows), by the adjoint u = Lᵀ(√ivar·res) on the
+    /// template window:
+    /// * `b` = [b_τ,1..b_τ,nT, b_σ,1..b_σ,nT], b_p,t = resᵀ ∂P_t/∂p (P_t the template's
+    ///   Jacobian column): b_τ,t = −Σ_j u_j k_j (A·Z)_j conv_σF_t[j], b_σ,t = Σ_j u_j (A·Z)_j
+    ///   ∂_σconv_σF_t[j];
+    /// * `rpp` = [resᵀ∂²f/∂τ², resᵀ∂²f/∂τ∂σ, resᵀ∂²f/∂σ²] at the coefficients of the pass
+    ///   (∂²g_k/∂σ² = g_k (β_k² − 3β_k/σ − Σ_j g_j β_j²), β_k = ∂ln g_k/∂σ).
+    ///
+    /// False (nothing written) for kernels wider than the direct-convolution radius or
+    /// before any pass.
+    pub(super) fn residual_second_order(
+        &mut self,
+        res: &[f64],
+        b: &mut [f64],
+        rpp: &mut [f64; 3],
+    ) -> bool {
+        let r = self.kern.radius();
+        if r > DIRECT_MAX_RADIUS
+            || self.conv_sigma.is_none()
+            || self.az_tau.is_none()
+            || !self.ycomb_valid
+            || !self.jac_valid
+            || self.conv_sigma != Some(self.jac_x[1])
+            || self.az_tau != Some(self.jac_x[0])
+            || self.ycomb_c[..] != self.jac_x[2..]
+        {
+            return false;
+        }
+        let (nt, wlo) = (self.nt, self.win.wlo);
+        let nw = self.az.len();
+        let mut u = vec![0.0; nw];
+        let rows = &self.m.op.rows;
+        for ((&i, &w_a), &ra) in self.act.iter().zip(&self.istd).zip(res) {
+            let s = rows.start[i] - wlo;
+            let f = w_a * ra;
+            for (o, &w) in u[s..].iter_mut().zip(&rows.w[rows.off[i]..rows.off[i + 1]]) {
+                *o += f * w;
+            }
+        }
+        let kl = &self.m.klambda[wlo..self.win.whi];
+        for t in 0..nt {
+            let conv = &self.conv[t * nw..(t + 1) * nw];
+            let mut acc = 0.0;
+            for j in 0..nw {
+                acc += u[j] * kl[j] * self.az[j] * conv[j];
+            }
+            b[t] = -acc;
+        }
+        let (mut rtt, mut rts) = (0.0, 0.0);
+        for j in 0..nw {
+            let ua = u[j] * kl[j] * self.az[j];
+            rtt += ua * kl[j] * self.ycomb[j];
+            rts -= ua * self.dconv[j];
+        }
+        let (cl, ch) = (self.win.cl, self.win.ch);
+        if ch <= cl || r == 0 {
+            b[nt..2 * nt].fill(0.0);
+            *rpp = [rtt, rts, 0.0];
+            return true;
+        }
+        let n = ch - cl;
+        let c0 = cl - wlo;
+        let sigma = self.conv_sigma.unwrap_or(0.0);
+        let (g, dg) = (&self.kern.g, &self.kern.dg);
+        // ∂²g/∂σ²
+        let beta: Vec<f64> = g
+            .iter()
+            .zip(dg)
+            .map(|(&gk, &dk)| if gk > 0.0 { dk / gk } else { 0.0 })
+            .collect();
+        let var: f64 = g.iter().zip(&beta).map(|(gk, bk)| gk * bk * bk).sum();
+        let d2g: Vec<f64> = g
+            .iter()
+            .zip(&beta)
+            .map(|(&gk, &bk)| gk * (bk * bk - 3.0 * bk / sigma - var))
+            .collect();
+        let mut w = vec![0.0; n + 2 * r];
+        let mut w2 = vec![0.0; n + 2 * r];
+        for i in 0..n {
+            let v = u[c0 + i] * self.az[c0 + i];
+            for ((o, o2), (&d, &d2)) in w[i..i + 2 * r + 1]
+                .iter_mut()
+                .zip(&mut w2[i..i + 2 * r + 1])
+                .zip(dg.iter().zip(&d2g))
+            {
+                *o += d * v;
+                *o2 += d2 * v;
+            }
+        }
+        let np = self.npad;
+        let off = DIRECT_MAX_RADIUS - r;
+        let mut rss = 0.0;
+        for t in 0..nt {
+            let x = &self.fpad[t * np + off..(t + 1) * np - off];
+            b[nt + t] = x.iter().zip(&w).map(|(a, b)| a * b).sum();
+            rss += self.ycomb_c[t] * x.iter().zip(&w2).map(|(a, b)| a * b).sum::<f64>();
+        }
+        *rpp = [rtt, rts, rss];
+        true
+    }
+
+    /// The Jacobian's columns at x, `[nT + 2][m]` (τ, σ, then the templates' columns,
+    /// which do not depend on the coefficients), from one pass over L.
+    pub(super) fn columns_at(&mut self, x: &[f64]) -> Result<&[f64], KernelError> {
+        if !(self.jac_valid && self.jac_x == x) {
+            self.pass(x)?;
+        }
+        Ok(&self.jbuf[..self.act.len() * (self.nt + 2)])
+    }
+
     /// Make `conv` hold conv_σ(F_t) on the window.
     fn ensure_conv(&mut self, sigma: f64) -> Result<(), KernelError> {
         if self.conv_sigma == Some(sigma) {
