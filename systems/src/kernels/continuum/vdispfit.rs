@@ -475,6 +475,9 @@ pub struct VdispProblem<'a> {
     ycomb: Vec<f64>,
     /// ∂_σ conv_σ(Σ c F) on the window.
     dconv: Vec<f64>,
+    /// σ and coefficients of `dconv`.
+    dconv_sigma: Option<f64>,
+    dconv_c: Vec<f64>,
     /// Σ c_t F_t on the padded convolved part (scratch of the direct ∂σ convolution).
     comb_seg: Vec<f64>,
     /// Templates on the convolved part [cl, ch) widened by `DIRECT_MAX_RADIUS` on each
@@ -561,6 +564,8 @@ impl<'a> VdispProblem<'a> {
             ycomb_valid: false,
             ycomb: vec![0.0; nw],
             dconv: vec![0.0; nw],
+            dconv_sigma: None,
+            dconv_c: Vec::new(),
             comb_seg: vec![0.0; npad],
             fpad,
             npad,
@@ -615,38 +620,76 @@ impl<'a> VdispProblem<'a> {
         &self.nb
     }
 
-    /// Second-order terms of the σ fit's χ²/2 at the last pass (τ, σ, c) for the residual
-    /// `res` (model − data on the active rows), by the adjoint u = Lᵀ(√ivar·res) on the
-    /// template window:
-    /// * `b` = [b_τ,1..b_τ,nT, b_σ,1..b_σ,nT], b_p,t = resᵀ ∂P_t/∂p (P_t the template's
-    ///   Jacobian column): b_τ,t = −Σ_j u_j k_j (A·Z)_j conv_σF_t[j], b_σ,t = Σ_j u_j (A·Z)_j
-    ///   ∂_σconv_σF_t[j];
-    /// * `rpp` = [resᵀ∂²f/∂τ², resᵀ∂²f/∂τ∂σ, resᵀ∂²f/∂σ²] at the coefficients of the pass
-    ///   (∂²g_k/∂σ² = g_k (β_k² − 3β_k/σ − Σ_j g_j β_j²), β_k = ∂ln g_k/∂σ).
-    ///
-    /// False (nothing written) for kernels wider than the direct-convolution radius or
-    /// before any pass.
-    pub(super) fn residual_second_order(
-        &mut self,
-        res: &[f64],
-        b: &mut [f64],
-        rpp: &mut [f64; 3],
-    ) -> bool {
-        let r = self.kern.radius();
-        if r > DIRECT_MAX_RADIUS
-            || self.conv_sigma.is_none()
+    /// The templates' Jacobian columns P_t at (τ, σ) = `p` (which do not depend on the
+    /// coefficients), `[nT][m]`, from one pass over L that skips the τ and σ columns.
+    pub(super) fn template_columns_at(&mut self, p: [f64; 2]) -> Result<&[f64], KernelError> {
+        self.ensure_conv(p[1])?;
+        self.ensure_az(p[0]);
+        self.jac_valid = false;
+        let nt = self.nt;
+        let nl = nt.div_ceil(4);
+        let nw = self.az.len();
+        for (j, vj) in self.vmat[..nw * nl].chunks_exact_mut(nl).enumerate() {
+            let a = self.az[j];
+            for (l, x) in vj.iter_mut().enumerate() {
+                let mut q = [0.0; 4];
+                for (k, o) in q.iter_mut().enumerate() {
+                    let t = 4 * l + k;
+                    if t < nt {
+                        *o = a * self.conv[t * nw + j];
+                    }
+                }
+                *x = f64x4::from(q);
+            }
+        }
+        let ma = self.act.len();
+        let mut cols: Vec<&mut [f64]> = self.jbuf[2 * ma..(2 + nt) * ma]
+            .chunks_exact_mut(ma.max(1))
+            .collect();
+        cols.truncate(nt);
+        let rows = &self.m.op.rows;
+        let (act, istd, v, wlo) = (&self.act, &self.istd, &self.vmat, self.win.wlo);
+        simd(
+            #[inline(always)]
+            || match nl {
+                1 => jac_rows::<1>(rows, act, istd, wlo, v, &mut cols),
+                2 => jac_rows::<2>(rows, act, istd, wlo, v, &mut cols),
+                _ => jac_rows_any(rows, act, istd, wlo, nl, v, &mut cols),
+            },
+        );
+        Ok(&self.jbuf[2 * ma..(2 + nt) * ma])
+    }
+
+    /// [resᵀ∂f/∂τ, resᵀ∂f/∂σ] (the gradient of χ²/2 in (τ, σ)) at the state of the last
+    /// [`Self::prepare_at`], from the adjoint u = Lᵀ(√ivar·res); false if the state is not
+    /// consistent.
+    pub(super) fn residual_gradient(&mut self, res: &[f64], grad: &mut [f64; 2]) -> bool {
+        if self.conv_sigma.is_none()
             || self.az_tau.is_none()
             || !self.ycomb_valid
-            || !self.jac_valid
-            || self.conv_sigma != Some(self.jac_x[1])
-            || self.az_tau != Some(self.jac_x[0])
-            || self.ycomb_c[..] != self.jac_x[2..]
+            || self.dconv_sigma != self.conv_sigma
+            || self.dconv_c != self.ycomb_c
         {
             return false;
         }
-        let (nt, wlo) = (self.nt, self.win.wlo);
+        let wlo = self.win.wlo;
         let nw = self.az.len();
-        let mut u = vec![0.0; nw];
+        let u = self.adjoint(res);
+        let kl = &self.m.klambda[wlo..self.win.whi];
+        let (mut gt, mut gs) = (0.0, 0.0);
+        for j in 0..nw {
+            let ua = u[j] * self.az[j];
+            gt -= ua * kl[j] * self.ycomb[j];
+            gs += ua * self.dconv[j];
+        }
+        *grad = [gt, gs];
+        true
+    }
+
+    /// u = Lᵀ(√ivar·res) on the template window.
+    fn adjoint(&self, res: &[f64]) -> Vec<f64> {
+        let wlo = self.win.wlo;
+        let mut u = vec![0.0; self.az.len()];
         let rows = &self.m.op.rows;
         for ((&i, &w_a), &ra) in self.act.iter().zip(&self.istd).zip(res) {
             let s = rows.start[i] - wlo;
@@ -655,6 +698,120 @@ impl<'a> VdispProblem<'a> {
                 *o += f * w;
             }
         }
+        u
+    }
+
+    /// Set the window state (convolutions, attenuation, Σ c_t conv_σF_t and its σ-derivative)
+    /// to (τ, σ) = `p` with coefficients `c`, without a pass over L.
+    pub(super) fn prepare_at(&mut self, p: [f64; 2], c: &[f64]) -> Result<(), KernelError> {
+        self.ensure_conv(p[1])?;
+        self.ensure_az(p[0]);
+        self.ensure_ycomb(c);
+        if !(self.dconv_sigma == self.conv_sigma && self.dconv_c == c) {
+            self.fill_dconv(c)?;
+        }
+        Ok(())
+    }
+
+    /// The templates' Jacobian columns at (τ, σ) = `p` and their τ- and σ-derivatives in one
+    /// pass over L: `out` = [P_1..P_nT, ∂_τP_1..∂_τP_nT, ∂_σP_1..∂_σP_nT], each on the m
+    /// active rows (so J_τ = Σ c_t ∂_τP_t and J_σ = Σ c_t ∂_σP_t for any c). False (nothing
+    /// written) for kernels wider than the direct-convolution radius.
+    pub(super) fn template_jacobians_at(
+        &mut self,
+        p: [f64; 2],
+        out: &mut Vec<f64>,
+    ) -> Result<bool, KernelError> {
+        self.ensure_conv(p[1])?;
+        self.ensure_az(p[0]);
+        let r = self.kern.radius();
+        if r > DIRECT_MAX_RADIUS {
+            return Ok(false);
+        }
+        let (nt, wlo) = (self.nt, self.win.wlo);
+        let nw = self.az.len();
+        let (cl, ch) = (self.win.cl, self.win.ch);
+        // ∂_σ conv_σF_t per template (zero outside the convolved part)
+        let mut dct = vec![0.0; nt * nw];
+        if ch > cl && r > 0 {
+            let np = self.npad;
+            let off = DIRECT_MAX_RADIUS - r;
+            for t in 0..nt {
+                let x = &self.fpad[t * np + off..(t + 1) * np - off];
+                conv_sym(
+                    x,
+                    &self.kern.dg,
+                    &mut dct[t * nw + cl - wlo..t * nw + ch - wlo],
+                );
+            }
+        }
+        let ncol = 3 * nt;
+        let nl = ncol.div_ceil(4);
+        let kl = &self.m.klambda[wlo..self.win.whi];
+        let mut v = vec![f64x4::ZERO; nw * nl];
+        let mut row = vec![0.0; 4 * nl];
+        for (j, vj) in v.chunks_exact_mut(nl).enumerate() {
+            let a = self.az[j];
+            for t in 0..nt {
+                let ct = self.conv[t * nw + j];
+                row[t] = a * ct;
+                row[nt + t] = -kl[j] * a * ct;
+                row[2 * nt + t] = a * dct[t * nw + j];
+            }
+            for (l, x) in vj.iter_mut().enumerate() {
+                *x = f64x4::from([row[4 * l], row[4 * l + 1], row[4 * l + 2], row[4 * l + 3]]);
+            }
+        }
+        let ma = self.act.len();
+        out.clear();
+        out.resize(ncol * ma, 0.0);
+        let mut cols: Vec<&mut [f64]> = out.chunks_exact_mut(ma.max(1)).collect();
+        cols.truncate(ncol);
+        jac_rows_any(
+            &self.m.op.rows,
+            &self.act,
+            &self.istd,
+            wlo,
+            nl,
+            &v,
+            &mut cols,
+        );
+        Ok(true)
+    }
+
+    /// Second-order terms of the σ fit's χ²/2 at the last pass (τ, σ, c) for the residual
+    /// `res` (model − data on the active rows), by the adjoint u = Lᵀ(√ivar·res) on the
+    /// template window:
+    /// * `b` = [b_τ,1..b_τ,nT, b_σ,1..b_σ,nT], b_p,t = resᵀ ∂P_t/∂p (P_t the template's
+    ///   Jacobian column): b_τ,t = −Σ_j u_j k_j (A·Z)_j conv_σF_t[j], b_σ,t = Σ_j u_j (A·Z)_j
+    ///   ∂_σconv_σF_t[j];
+    /// * `grad` = [resᵀ∂f/∂τ, resᵀ∂f/∂σ] (the gradient of χ²/2 in (τ, σ));
+    /// * `rpp` = [resᵀ∂²f/∂τ², resᵀ∂²f/∂τ∂σ, resᵀ∂²f/∂σ²] at the coefficients of the pass
+    ///   (∂²g_k/∂σ² = g_k (β_k² − 3β_k/σ − Σ_j g_j β_j²), β_k = ∂ln g_k/∂σ).
+    ///
+    /// The state (τ, σ, c) is that of the last [`Self::pass`] or [`Self::prepare_at`].
+    /// False (nothing written) for kernels wider than the direct-convolution radius or
+    /// before any pass.
+    pub(super) fn residual_second_order(
+        &mut self,
+        res: &[f64],
+        grad: &mut [f64; 2],
+        b: &mut [f64],
+        rpp: &mut [f64; 3],
+    ) -> bool {
+        let r = self.kern.radius();
+        if r > DIRECT_MAX_RADIUS
+            || self.conv_sigma.is_none()
+            || self.az_tau.is_none()
+            || !self.ycomb_valid
+            || self.dconv_sigma != self.conv_sigma
+            || self.dconv_c != self.ycomb_c
+        {
+            return false;
+        }
+        let (nt, wlo) = (self.nt, self.win.wlo);
+        let nw = self.az.len();
+        let u = self.adjoint(res);
         let kl = &self.m.klambda[wlo..self.win.whi];
         for t in 0..nt {
             let conv = &self.conv[t * nw..(t + 1) * nw];
@@ -665,11 +822,15 @@ impl<'a> VdispProblem<'a> {
             b[t] = -acc;
         }
         let (mut rtt, mut rts) = (0.0, 0.0);
+        let (mut gt, mut gs) = (0.0, 0.0);
         for j in 0..nw {
             let ua = u[j] * kl[j] * self.az[j];
             rtt += ua * kl[j] * self.ycomb[j];
             rts -= ua * self.dconv[j];
+            gt -= ua * self.ycomb[j];
+            gs += u[j] * self.az[j] * self.dconv[j];
         }
+        *grad = [gt, gs];
         let (cl, ch) = (self.win.cl, self.win.ch);
         if ch <= cl || r == 0 {
             b[nt..2 * nt].fill(0.0);
@@ -890,8 +1051,18 @@ impl<'a> VdispProblem<'a> {
         Ok(())
     }
 
-    /// ∂_σ conv_σ(Σ c F) on the window into `dconv` (after `ensure_conv`).
+    /// ∂_σ conv_σ(Σ c F) on the window into `dconv` (after `ensure_conv`), remembering
+    /// its σ and coefficients.
     fn fill_dconv(&mut self, coeff: &[f64]) -> Result<(), KernelError> {
+        self.dconv_sigma = None;
+        self.fill_dconv_inner(coeff)?;
+        self.dconv_sigma = self.conv_sigma;
+        self.dconv_c.clear();
+        self.dconv_c.extend_from_slice(coeff);
+        Ok(())
+    }
+
+    fn fill_dconv_inner(&mut self, coeff: &[f64]) -> Result<(), KernelError> {
         if self.kern.radius() == 0 {
             self.dconv.fill(0.0);
             return Ok(());

@@ -44,7 +44,16 @@ const PRED_RTOL: f64 = 1e-13;
 /// Evaluation budget of one refit (each evaluation: one σ-fit pass and an NNLS).
 const MAX_EVAL: usize = 200;
 
-/// Scratch of [`converge_sigma`], reused across the refits of a target.
+/// Per-target data at the best fit x̂, shared by the refits: the templates' Jacobian
+/// columns and their τ- and σ-derivatives (`[P | ∂_τP | ∂_σP]`, m rows each).
+#[derive(Debug, Default)]
+struct Pin {
+    p: [f64; 2],
+    cols: Vec<f64>,
+}
+
+/// Scratch of [`converge_sigma`], reused across the refits of a target (make a new one per
+/// target: it caches the best fit's columns).
 #[derive(Debug, Default)]
 pub struct McSigmaWorkspace {
     d: Vec<f64>,
@@ -53,7 +62,10 @@ pub struct McSigmaWorkspace {
     c: Vec<f64>,
     c_try: Vec<f64>,
     x: Vec<f64>,
+    jt: Vec<f64>,
+    js: Vec<f64>,
     nnls: Option<NnlsWorkspace>,
+    pin: Option<Pin>,
     /// Diagnostics: evaluations of the last refit.
     pub nfev: usize,
 }
@@ -69,20 +81,28 @@ pub struct McSigmaFit {
     pub chi2: f64,
 }
 
-/// χ²/2 at (τ, σ) with the NNLS coefficients: fills `c_try` and `r_try`.
-fn eval(
-    prob: &mut VdispProblem<'_>,
-    p: [f64; 2],
-    c_guess: &[f64],
+/// Σ a_i b_i in four interleaved partial sums.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for q in 0..4 {
+            acc[q] += x[q] * y[q];
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// NNLS of the data on the template columns `pm` (m × nT): coefficients into `c_try`,
+/// residual P·c − d into `r_try`; returns χ²/2.
+fn solve_columns(
+    pm: &[f64],
+    m: usize,
+    nt: usize,
     ws: &mut McSigmaWorkspace,
 ) -> Result<f64, KernelError> {
-    let nt = prob.ntemplate();
-    ws.x.clear();
-    ws.x.extend_from_slice(&p);
-    ws.x.extend_from_slice(c_guess);
-    let m = prob.n_active();
-    let jb = prob.columns_at(&ws.x)?;
-    let pm = &jb[2 * m..(2 + nt) * m];
     let nn = ws.nnls.get_or_insert_with(|| NnlsWorkspace::new(m, nt));
     nnls(
         MatRef::from_column_major_slice(pm, m, nt),
@@ -101,44 +121,61 @@ fn eval(
         }
     }
     ws.nfev += 1;
-    Ok(0.5 * ws.r_try.iter().map(|v| v * v).sum::<f64>())
+    Ok(0.5 * dot(&ws.r_try, &ws.r_try))
 }
 
-/// Gradient and Hessian of the projected χ²/2 at the accepted point (τ, σ) = `p` with
-/// the coefficients `ws.c` and residual `ws.r`: the exact Hessian (Schur complement of the
-/// free templates' block in the full Hessian, second-order terms included) when it is
-/// positive definite, else the Gauss–Newton matrix.
-fn gradient(
+/// χ²/2 at (τ, σ) with the NNLS coefficients (one pass over L): fills `c_try`, `r_try`.
+/// `quasi`: the pass skips the τ and σ columns (the gradient comes from the adjoint);
+/// else they are made at `c_guess` for the exact-Hessian path.
+fn eval(
     prob: &mut VdispProblem<'_>,
     p: [f64; 2],
+    c_guess: &[f64],
+    quasi: bool,
     ws: &mut McSigmaWorkspace,
-) -> Result<([f64; 2], [[f64; 2]; 2]), KernelError> {
+) -> Result<f64, KernelError> {
     let nt = prob.ntemplate();
     let m = prob.n_active();
+    if quasi {
+        let pm = prob.template_columns_at(p)?;
+        return solve_columns(pm, m, nt, ws);
+    }
     ws.x.clear();
     ws.x.extend_from_slice(&p);
-    ws.x.extend_from_slice(&ws.c);
-    prob.columns_at(&ws.x)?;
-    let mut bd = vec![0.0; 2 * nt];
-    let mut rpp = [0.0; 3];
-    let second = prob.residual_second_order(&ws.r, &mut bd, &mut rpp);
+    ws.x.extend_from_slice(c_guess);
     let jb = prob.columns_at(&ws.x)?;
-    let col = |k: usize| &jb[k * m..(k + 1) * m];
-    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
-    let g = [dot(col(0), &ws.r), dot(col(1), &ws.r)];
+    solve_columns(&jb[2 * m..(2 + nt) * m], m, nt, ws)
+}
+
+/// The Hessian of the projected χ²/2 from J_τ, J_σ and the template columns `pcol(t)` at
+/// the coefficients `c` (free set c_t > 0): the exact one (the Schur complement of the
+/// free templates' block in the full Hessian, with the second-order terms `bd`, `rpp` of
+/// [`VdispProblem::residual_second_order`]) when `second` and it is positive definite,
+/// else the Gauss–Newton matrix.
+fn hessian<'a>(
+    jt: &[f64],
+    js: &[f64],
+    pcol: impl Fn(usize) -> &'a [f64],
+    c: &[f64],
+    second: Option<(&[f64], &[f64; 3])>,
+) -> [[f64; 2]; 2] {
+    let nt = c.len();
+    let jp = [jt, js];
     let mut hgn = [[0.0; 2]; 2];
     for i in 0..2 {
         for j in i..2 {
-            hgn[i][j] = dot(col(i), col(j));
+            hgn[i][j] = dot(jp[i], jp[j]);
             hgn[j][i] = hgn[i][j];
         }
     }
     let mut hex = hgn;
-    hex[0][0] += rpp[0];
-    hex[0][1] += rpp[1];
-    hex[1][0] += rpp[1];
-    hex[1][1] += rpp[2];
-    let free: Vec<usize> = (0..nt).filter(|&t| ws.c[t] > 0.0).collect();
+    if let Some((_, rpp)) = second {
+        hex[0][0] += rpp[0];
+        hex[0][1] += rpp[1];
+        hex[1][0] += rpp[1];
+        hex[1][1] += rpp[2];
+    }
+    let free: Vec<usize> = (0..nt).filter(|&t| c[t] > 0.0).collect();
     let nf = free.len();
     if nf > 0 {
         let mut gff = vec![0.0; nf * nf];
@@ -147,17 +184,17 @@ fn gradient(
         let mut mfp = vec![[0.0; 2]; nf];
         for (a, &ta) in free.iter().enumerate() {
             for (b, &tb) in free.iter().enumerate().skip(a) {
-                let v = dot(col(2 + ta), col(2 + tb));
+                let v = dot(pcol(ta), pcol(tb));
                 gff[a * nf + b] = v;
                 gff[b * nf + a] = v;
             }
             for q in 0..2 {
-                gfp[a][q] = dot(col(2 + ta), col(q));
-                mfp[a][q] = gfp[a][q] + bd[q * nt + ta];
+                gfp[a][q] = dot(pcol(ta), jp[q]);
+                mfp[a][q] = gfp[a][q] + second.map_or(0.0, |(bd, _)| bd[q * nt + ta]);
             }
         }
         if !cholesky(&mut gff, nf) {
-            return Ok((g, hgn));
+            return hgn;
         }
         let schur = |h: &mut [[f64; 2]; 2], v: &[[f64; 2]]| {
             let mut y = [vec![0.0; nf], vec![0.0; nf]];
@@ -177,10 +214,57 @@ fn gradient(
         schur(&mut hex, &mfp);
     }
     let pd = |h: &[[f64; 2]; 2]| h[0][0] > 0.0 && h[0][0] * h[1][1] - h[0][1] * h[1][0] > 0.0;
-    if second && pd(&hex) {
-        Ok((g, hex))
+    if second.is_some() && pd(&hex) {
+        hex
     } else {
-        Ok((g, hgn))
+        hgn
+    }
+}
+
+/// Gradient and Hessian at the accepted point (τ, σ) = `p` with the coefficients `ws.c`
+/// and residual `ws.r`, from one pass over L for J_τ and J_σ.
+fn gradient(
+    prob: &mut VdispProblem<'_>,
+    p: [f64; 2],
+    ws: &mut McSigmaWorkspace,
+) -> Result<([f64; 2], [[f64; 2]; 2]), KernelError> {
+    let nt = prob.ntemplate();
+    let m = prob.n_active();
+    ws.x.clear();
+    ws.x.extend_from_slice(&p);
+    ws.x.extend_from_slice(&ws.c);
+    prob.columns_at(&ws.x)?;
+    let mut bd = vec![0.0; 2 * nt];
+    let (mut rpp, mut gu) = ([0.0; 3], [0.0; 2]);
+    let second = prob.residual_second_order(&ws.r, &mut gu, &mut bd, &mut rpp);
+    let jb = prob.columns_at(&ws.x)?;
+    let col = |k: usize| &jb[k * m..(k + 1) * m];
+    let g = [dot(col(0), &ws.r), dot(col(1), &ws.r)];
+    let h = hessian(
+        col(0),
+        col(1),
+        |t| col(2 + t),
+        &ws.c,
+        second.then_some((&bd[..], &rpp)),
+    );
+    Ok((g, h))
+}
+
+/// H ← H + yyᵀ/(yᵀs) − (Hs)(Hs)ᵀ/(sᵀHs) when the curvature condition yᵀs > 0 holds.
+fn bfgs(h: &mut [[f64; 2]; 2], s: [f64; 2], y: [f64; 2]) {
+    let sy = s[0] * y[0] + s[1] * y[1];
+    let hs = [
+        h[0][0] * s[0] + h[0][1] * s[1],
+        h[1][0] * s[0] + h[1][1] * s[1],
+    ];
+    let shs = s[0] * hs[0] + s[1] * hs[1];
+    if !(sy > 0.0 && shs > 0.0 && sy.is_finite() && shs.is_finite()) {
+        return;
+    }
+    for i in 0..2 {
+        for j in 0..2 {
+            h[i][j] += y[i] * y[j] / sy - hs[i] * hs[j] / shs;
+        }
     }
 }
 
@@ -218,9 +302,63 @@ fn forward(l: &[f64], n: usize, y: &mut [f64]) {
     }
 }
 
+/// The first evaluation of a refit at the best fit from the cached columns (no pass over
+/// L): χ²/2, gradient, Hessian (exact when the second-order terms are available) and
+/// whether the BFGS updates may follow.
+#[allow(clippy::type_complexity)]
+fn start_from_pin(
+    prob: &mut VdispProblem<'_>,
+    p: [f64; 2],
+    pin: &Pin,
+    ws: &mut McSigmaWorkspace,
+    bd: &mut [f64],
+    rpp: &mut [f64; 3],
+) -> Result<(f64, [f64; 2], [[f64; 2]; 2], bool), KernelError> {
+    let nt = prob.ntemplate();
+    let m = prob.n_active();
+    let phi = solve_columns(&pin.cols[..nt * m], m, nt, ws)?;
+    std::mem::swap(&mut ws.c, &mut ws.c_try);
+    std::mem::swap(&mut ws.r, &mut ws.r_try);
+    prob.prepare_at(p, &ws.c)?;
+    let mut gu = [0.0; 2];
+    if !prob.residual_second_order(&ws.r, &mut gu, bd, rpp) {
+        let (g, h) = gradient(prob, p, ws)?;
+        return Ok((phi, g, h, false));
+    }
+    let comb = |base: usize, c: &[f64], out: &mut Vec<f64>| {
+        out.clear();
+        out.resize(m, 0.0);
+        for (t, &ct) in c.iter().enumerate() {
+            if ct != 0.0 {
+                let col = &pin.cols[(base + t) * m..(base + t + 1) * m];
+                for (o, &v) in out.iter_mut().zip(col) {
+                    *o += ct * v;
+                }
+            }
+        }
+    };
+    comb(nt, &ws.c, &mut ws.jt);
+    comb(2 * nt, &ws.c, &mut ws.js);
+    let h = hessian(
+        &ws.jt,
+        &ws.js,
+        |t| &pin.cols[t * m..(t + 1) * m],
+        &ws.c,
+        Some((&*bd, &*rpp)),
+    );
+    Ok((phi, gu, h, true))
+}
+
 /// Minimise the σ fit's χ² for the data set by [`VdispProblem::set_data`] over τ_V ∈
 /// [lb₀, ub₀], σ ∈ [lb₁, ub₁], c ≥ 0, from `start` = (τ, σ, c…) (the best fit of the
 /// observed spectrum).
+///
+/// The first refit of a target caches the templates' columns and their (τ, σ)-derivatives
+/// at `start` (one pass over L), so each refit starts with the exact Hessian there without
+/// a pass; each accepted step then costs one pass (the trial's NNLS) and one σ-derivative
+/// convolution, its gradient coming from the adjoint of L and its Hessian from BFGS updates
+/// of the starting one. Kernels wider than the direct-convolution radius fall back to a
+/// second pass per step for the exact Hessian.
 ///
 /// # Errors
 /// Errors of the σ-fit model or of the NNLS solves (non-finite columns).
@@ -241,14 +379,30 @@ pub fn converge_sigma(
     ws.c_try.resize(nt, 0.0);
     let clamp = |p: [f64; 2]| [p[0].clamp(lb[0], ub[0]), p[1].clamp(lb[1], ub[1])];
     let mut p = clamp([start[0], start[1]]);
-    let c0: Vec<f64> = start[2..].iter().map(|&c| c.max(0.0)).collect();
-    let mut phi = eval(prob, p, &c0, ws)?;
-    std::mem::swap(&mut ws.c, &mut ws.c_try);
-    std::mem::swap(&mut ws.r, &mut ws.r_try);
+    if ws.pin.as_ref().is_none_or(|q| q.p != p) {
+        let mut cols = Vec::new();
+        ws.pin = prob
+            .template_jacobians_at(p, &mut cols)?
+            .then_some(Pin { p, cols });
+    }
+    let mut bd = vec![0.0; 2 * nt];
+    let mut rpp = [0.0; 3];
+    let (mut phi, mut g, mut h, quasi);
+    if let Some(pin) = ws.pin.take() {
+        let res = start_from_pin(prob, p, &pin, ws, &mut bd, &mut rpp);
+        ws.pin = Some(pin);
+        (phi, g, h, quasi) = res?;
+    } else {
+        let c0: Vec<f64> = start[2..].iter().map(|&c| c.max(0.0)).collect();
+        phi = eval(prob, p, &c0, false, ws)?;
+        std::mem::swap(&mut ws.c, &mut ws.c_try);
+        std::mem::swap(&mut ws.r, &mut ws.r_try);
+        (g, h) = gradient(prob, p, ws)?;
+        quasi = false;
+    }
     ws.c_try.resize(nt, 0.0);
     let mut mu = 1e-3;
     'outer: while ws.nfev < MAX_EVAL {
-        let (g, h) = gradient(prob, p, ws)?;
         // variables held at a bound the gradient pushes against
         let free =
             [0, 1].map(|i| !((p[i] <= lb[i] && g[i] > 0.0) || (p[i] >= ub[i] && g[i] < 0.0)));
@@ -290,20 +444,30 @@ pub fn converge_sigma(
             {
                 break 'outer;
             }
-            let c_guess = ws.c.clone();
-            let phin = eval(prob, pn, &c_guess, ws)?;
+            let cg = std::mem::take(&mut ws.c);
+            let res = eval(prob, pn, &cg, quasi, ws);
+            ws.c = cg;
+            let phin = res?;
             if phin < phi {
-                let dp = [(pn[0] - p[0]).abs(), (pn[1] - p[1]).abs()];
+                let dp = [pn[0] - p[0], pn[1] - p[1]];
                 let dphi = phi - phin;
                 p = pn;
                 phi = phin;
                 std::mem::swap(&mut ws.c, &mut ws.c_try);
                 std::mem::swap(&mut ws.r, &mut ws.r_try);
                 mu = (mu * 0.1).max(1e-12);
-                if (dp[1] <= SIGMA_RTOL * p[1].abs().max(1.0) && dp[0] <= TAU_ATOL)
+                if (dp[1].abs() <= SIGMA_RTOL * p[1].abs().max(1.0) && dp[0].abs() <= TAU_ATOL)
                     || dphi <= CHI2_RTOL * phi
                 {
                     break 'outer;
+                }
+                let mut gn = [0.0; 2];
+                prob.prepare_at(p, &ws.c)?;
+                if quasi && prob.residual_gradient(&ws.r, &mut gn) {
+                    bfgs(&mut h, dp, [gn[0] - g[0], gn[1] - g[1]]);
+                    g = gn;
+                } else {
+                    (g, h) = gradient(prob, p, ws)?;
                 }
                 break;
             }
