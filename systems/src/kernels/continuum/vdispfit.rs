@@ -611,7 +611,7 @@ impl<'a> VdispProblem<'a> {
     }
 
     /// Number of residuals (pixels with weight > 0).
-    pub(super) fn n_active(&self) -> usize {
+    pub fn n_active(&self) -> usize {
         self.act.len()
     }
 
@@ -663,7 +663,7 @@ impl<'a> VdispProblem<'a> {
     /// [resᵀ∂f/∂τ, resᵀ∂f/∂σ] (the gradient of χ²/2 in (τ, σ)) at the state of the last
     /// [`Self::prepare_at`], from the adjoint u = Lᵀ(√ivar·res); false if the state is not
     /// consistent.
-    pub(super) fn residual_gradient(&mut self, res: &[f64], grad: &mut [f64; 2]) -> bool {
+    pub fn residual_gradient(&mut self, res: &[f64], grad: &mut [f64; 2]) -> bool {
         if self.conv_sigma.is_none()
             || self.az_tau.is_none()
             || !self.ycomb_valid
@@ -703,7 +703,7 @@ impl<'a> VdispProblem<'a> {
 
     /// Set the window state (convolutions, attenuation, Σ c_t conv_σF_t and its σ-derivative)
     /// to (τ, σ) = `p` with coefficients `c`, without a pass over L.
-    pub(super) fn prepare_at(&mut self, p: [f64; 2], c: &[f64]) -> Result<(), KernelError> {
+    pub fn prepare_at(&mut self, p: [f64; 2], c: &[f64]) -> Result<(), KernelError> {
         self.ensure_conv(p[1])?;
         self.ensure_az(p[0]);
         self.ensure_ycomb(c);
@@ -789,10 +789,10 @@ impl<'a> VdispProblem<'a> {
     /// * `rpp` = [resᵀ∂²f/∂τ², resᵀ∂²f/∂τ∂σ, resᵀ∂²f/∂σ²] at the coefficients of the pass
     ///   (∂²g_k/∂σ² = g_k (β_k² − 3β_k/σ − Σ_j g_j β_j²), β_k = ∂ln g_k/∂σ).
     ///
-    /// The state (τ, σ, c) is that of the last [`Self::pass`] or [`Self::prepare_at`].
+    /// The state (τ, σ, c) is that of the last residual evaluation or [`Self::prepare_at`].
     /// False (nothing written) for kernels wider than the direct-convolution radius or
     /// before any pass.
-    pub(super) fn residual_second_order(
+    pub fn residual_second_order(
         &mut self,
         res: &[f64],
         grad: &mut [f64; 2],
@@ -880,7 +880,7 @@ impl<'a> VdispProblem<'a> {
 
     /// The Jacobian's columns at x, `[nT + 2][m]` (τ, σ, then the templates' columns,
     /// which do not depend on the coefficients), from one pass over L.
-    pub(super) fn columns_at(&mut self, x: &[f64]) -> Result<&[f64], KernelError> {
+    pub fn columns_at(&mut self, x: &[f64]) -> Result<&[f64], KernelError> {
         if !(self.jac_valid && self.jac_x == x) {
             self.pass(x)?;
         }
