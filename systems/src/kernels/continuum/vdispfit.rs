@@ -37,6 +37,11 @@
 //!   attenuation's exponentials by a branch-free polynomial within 2 ulp of libm) run in
 //!   pulp's runtime dispatch (AVX2 where available) with source-order sums and no fused
 //!   multiply–adds, so every instruction set gives the same bits.
+//! * The Monte Carlo refits: by default converged to their χ² minima from the best fit
+//!   ([`super::vdispmc`], with [`VdispProblem::prepare_at`], [`VdispProblem::residual_gradient`]
+//!   and [`VdispProblem::residual_second_order`]: the gradient and second-order terms of χ²/2
+//!   from the adjoint Lᵀ(√ivar·r), the Gaussian kernel's second σ-derivative included); with
+//!   `--vdisp-mc fsf` FastSpecFit's TRF from its cold start, as the best fit.
 //! * [`vdisp_from_mstar`]: the σ–M★ fallback, log σ★ = 2.30 + 0.25(log M★ − 11), kernel
 //!   √max(0, σ★² − σ_C3K²) clipped to the bounds.
 //!
