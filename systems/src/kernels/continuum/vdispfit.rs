@@ -706,6 +706,32 @@ impl<'a> VdispProblem<'a> {
         u
     }
 
+    /// The σ interval (km/s) around `sigma` on which the truncated kernel keeps its radius
+    /// r = ⌊4σ/pixkms + 0.5⌋: χ²(σ) is smooth inside and jumps at its ends. Both ends lie
+    /// inside the interval (the radius at each is r).
+    pub fn kernel_radius_interval(&self, sigma: f64) -> (f64, f64) {
+        let pk = self.m.grid.pixkms;
+        let radius = |v: f64| gaussian_radius(if v > 0.0 { v / pk } else { 0.0 });
+        let r = radius(sigma);
+        let edge = |v: f64, toward: f64| {
+            let mut e = v;
+            for _ in 0..8 {
+                if radius(e) == r {
+                    break;
+                }
+                e += (toward - e) * 1e-12_f64.max(f64::EPSILON * 4.0);
+            }
+            e
+        };
+        let hi = edge((r as f64 + 0.5) * pk / 4.0 * (1.0 - 1e-13), sigma);
+        let lo = if r == 0 {
+            f64::NEG_INFINITY
+        } else {
+            edge((r as f64 - 0.5) * pk / 4.0 * (1.0 + 1e-13), sigma)
+        };
+        (lo, hi)
+    }
+
     /// Set the window state (convolutions, attenuation, Σ c_t conv_σF_t and its σ-derivative)
     /// to (τ, σ) = `p` with coefficients `c`, without a pass over L.
     pub fn prepare_at(&mut self, p: [f64; 2], c: &[f64]) -> Result<(), KernelError> {
