@@ -63,7 +63,7 @@ use super::photvec::phot_vector;
 use super::rng::{Pcg64, Ziggurat};
 use super::smooth::{smooth_continuum, SmoothScratch};
 use super::specmodel::{
-    varpro_joint, CameraData, JointData, JointWorkspace, SpecBasis, SpecOperator,
+    scan_chi2, varpro_joint, CameraData, JointData, JointWorkspace, SpecBasis, SpecOperator,
 };
 use super::vdispfit::{
     can_compute_vdisp, scan_minimum, vdisp_from_mstar, vdisp_trf_setup, VdispModel, VdispProblem,
@@ -557,7 +557,19 @@ pub fn fit_fastspec(
             let sigma = lo + (hi - lo) * k as f64 / (VDISP_NGRID - 1) as f64;
             // only the template pixels the operator reads (the rest is never read)
             convolve_direct_rows_range(&sel, nw, &t.grid, sigma, &mut vws, &mut fl, jlo..jhi)?;
-            *c2 = spec_only_fit(inp, &st, op_s, &fl, flux_s, istd_s, &mut ws.joint)?.2;
+            let basis = SpecBasis::new(op_s, &fl, nw, &st.zf, &st.tw, t.dustflux, false)?;
+            *c2 = scan_chi2(
+                &JointData {
+                    spec: Some((op_s, &basis)),
+                    specflux: flux_s,
+                    specistd: istd_s,
+                    phot: None,
+                    objflam: &[],
+                    objflamistd: &[],
+                    klambda: t.klambda,
+                },
+                &mut ws.joint,
+            )?;
         }
         let scan_ok = inp
             .vdisp_scan_override

@@ -700,6 +700,71 @@ pub(super) fn solve(nt: usize, ws: &mut JointWorkspace) -> f64 {
     }
 }
 
+/// [`solve`] on the normal equations: Lawson–Hanson on ΨᵀΨ and Ψᵀb (one pass over the
+/// columns instead of the QR of Ψ), falling back to [`solve`] on a singular passive block.
+/// χ² from the residuals as in [`solve`]; the coefficients differ from scipy's NNLS at the
+/// ~1e-10 level (the condition number squared).
+fn solve_gram(nt: usize, ws: &mut JointWorkspace) -> f64 {
+    let m = ws.b.len();
+    let mut g = vec![0.0; nt * nt];
+    let mut h = vec![0.0; nt];
+    for t in 0..nt {
+        let pt = &ws.psi[t * m..(t + 1) * m];
+        h[t] = dot(pt, &ws.b);
+        for u in 0..=t {
+            let v = dot(pt, &ws.psi[u * m..(u + 1) * m]);
+            g[t * nt + u] = v;
+            g[u * nt + t] = v;
+        }
+    }
+    ws.c.resize(nt, 0.0);
+    if !super::jointcheb::nnls_gram(&g, &h, nt, &mut ws.c) {
+        return solve(nt, ws);
+    }
+    let mut chi2 = 0.0;
+    for r in 0..m {
+        let mut v = -ws.b[r];
+        for t in 0..nt {
+            v += ws.psi[t * m + r] * ws.c[t];
+        }
+        chi2 += v * v;
+    }
+    chi2
+}
+
+/// The χ² of the σ★ scan (SPEC §4.5): [`varpro_joint`]'s Brent over τ_V on a spectral-only
+/// design, with the NNLS on the normal equations ([`solve_gram`]). The scan's χ² values only
+/// decide whether the σ★ fit runs (Δχ² ≥ 25 around an interior minimum), so their ~1e-10
+/// relative difference from the QR-based NNLS cannot change an outcome short of an exact
+/// tie; its Brent path may differ from [`varpro_joint`]'s at that level.
+///
+/// # Errors
+/// As [`varpro_joint`].
+pub fn scan_chi2(data: &JointData<'_>, ws: &mut JointWorkspace) -> Result<f64, KernelError> {
+    let nt = data.nt();
+    if nt == 0 || data.spec.is_none() || data.phot.is_some() {
+        return Err(KernelError::Shape(
+            "σ scan: spectral-only design with templates expected".into(),
+        ));
+    }
+    setup(data, ws)?;
+    let opts = BoundedOptions {
+        xatol: TAUV_XATOL,
+        maxiter: 500,
+    };
+    let res = minimize_bounded(
+        |t| {
+            fill(data, t, ws);
+            solve_gram(nt, ws)
+        },
+        TAUV_BOUNDS.0,
+        TAUV_BOUNDS.1,
+        &opts,
+    )?;
+    fill(data, res.x, ws);
+    Ok(solve_gram(nt, ws))
+}
+
 /// The joint VARPRO fit (SPEC §4.3): spectral rows (if `data.spec`) and photometric rows (if
 /// `data.phot`), dust emission as the basis was built (photometric rows always include it).
 ///
