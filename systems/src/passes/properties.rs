@@ -14,7 +14,7 @@ use crate::kernels::cosmology::Cosmology;
 use crate::kernels::derived::cflux::{
     continuum_fluxes_lanes, continuum_fluxes_with, read_windows, ContinuumScratch, LaneScratch,
 };
-use crate::kernels::derived::dn4000::{dn4000, dn4000_rest_window, Dn4000Scratch};
+use crate::kernels::derived::dn4000::{dn4000, dn4000_rest_window, Dn4000Rest, Dn4000Scratch};
 use crate::kernels::derived::kcorr::{kcorr_and_absmag, synth_absmag, KcorrPre};
 use crate::kernels::derived::mcbatch::{Lanes, McBatch, LANES};
 use crate::kernels::derived::mcvar::{nan_ivar_capped, nan_var, plain_ivar, var2ivar, F32MAX};
@@ -288,6 +288,7 @@ pub fn compute_properties(
     let mut sa4 = Vec::new();
     let mut zeros = Vec::new();
     let mut cls = LaneScratch::default();
+    let mut dnr = Dn4000Rest::new(&tpl.wave_ang[dnw.clone()]);
     let mut i = 0;
     while i < real.len() {
         let (c, _) = real[i];
@@ -332,14 +333,7 @@ pub fn compute_properties(
         );
         for (r, &lf) in lf4.iter().enumerate().take(cnt) {
             let s2 = &s2l[r];
-            let dn = dn4000(
-                &tpl.wave_ang[dnw.clone()],
-                &s2[dnw.clone()],
-                None,
-                None,
-                &mut dns,
-            )
-            .0;
+            let dn = dnr.eval(&s2[dnw.clone()]);
             sa.clear();
             sa.extend(sa4.iter().map(|v| v[r]));
             push(real[i + r].0, &sa, lf, dn);

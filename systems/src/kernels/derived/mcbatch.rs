@@ -198,9 +198,11 @@ impl McBatch {
         crate::kernels::simd::dispatch(
             #[inline(always)]
             || {
-                for p in &pre.out {
-                    // the SED where this filter reads it, scaled as `synth_absmag` does
-                    let (lo, hi) = (p.lo, p.hi);
+                // the SED where the filters read it, scaled as `synth_absmag` does (once per
+                // pixel of the union of their ranges)
+                let mut spans: [(usize, usize); 8] = [(0, 0); 8];
+                let nsp = union_ranges(pre.out.iter().map(|p| (p.lo, p.hi)), &mut spans);
+                for &(lo, hi) in &spans[..nsp] {
                     let df = &inp.dustflux[lo..hi];
                     let zf = &inp.zfactors[lo..hi];
                     let mas = &ma[lo * LANES..hi * LANES];
@@ -215,6 +217,10 @@ impl McBatch {
                             o[r] = (m[r] + labs[r] * d) * z * zp1 / FLUXNORM;
                         }
                     }
+                }
+                for p in &pre.out {
+                    let (lo, hi) = (p.lo, p.hi);
+                    let sfs = &sf[lo * LANES..hi * LANES];
                     res.push(trapz_lanes(&pre.rest_wave[lo..hi], &p.resp, sfs));
                 }
             },
@@ -372,6 +378,25 @@ fn with_lines_impl<const MASK: bool>(
         b0 = b1;
     }
     std::array::from_fn(|r| labs[r] * 0.5)
+}
+
+/// The union of the index ranges `rs` as sorted disjoint ranges in `out` (at most
+/// `out.len()`; with more, the hull of all); returns how many.
+fn union_ranges(rs: impl Iterator<Item = (usize, usize)>, out: &mut [(usize, usize)]) -> usize {
+    let mut v: Vec<(usize, usize)> = rs.filter(|r| r.0 < r.1).collect();
+    v.sort_unstable();
+    let mut n = 0;
+    for (lo, hi) in v {
+        if n > 0 && lo <= out[n - 1].1 {
+            out[n - 1].1 = out[n - 1].1.max(hi);
+        } else if n < out.len() {
+            out[n] = (lo, hi);
+            n += 1;
+        } else {
+            out[n - 1].1 = out[n - 1].1.max(hi);
+        }
+    }
+    n
 }
 
 /// The sequential trapezoid Σ_k (w_k − w_{k−1})·(r_k f_k + r_{k−1} f_{k−1}) of every lane of
