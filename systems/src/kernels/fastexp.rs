@@ -74,72 +74,6 @@ pub fn exp_scaled_into(a: f64, k: &[f64], out: &mut [f64]) {
     );
 }
 
-/// `out_j = e^{x_j}`: the same values as [`exp`] on each element (the same IEEE operations
-/// per element), evaluated 16 at a time so that the Horner chains of four SIMD vectors are
-/// interleaved (the chain of one vector is a long dependent sequence).
-///
-/// # Panics
-/// If the lengths differ.
-#[inline]
-pub fn exp_into(x: &[f64], out: &mut [f64]) {
-    assert_eq!(x.len(), out.len(), "exp_into: lengths differ");
-    crate::kernels::simd::dispatch(
-        #[inline(always)]
-        || {
-            let mut xc = x.chunks_exact(4);
-            let mut oc = out.chunks_exact_mut(4);
-            for (xs, os) in (&mut xc).zip(&mut oc) {
-                let xs: &[f64; 4] = xs.try_into().expect("4 values");
-                let os: &mut [f64; 4] = os.try_into().expect("4 values");
-                exp_many(xs, os);
-            }
-            for (o, &v) in oc.into_remainder().iter_mut().zip(xc.remainder()) {
-                *o = exp(v);
-            }
-        },
-    );
-}
-
-/// [`exp`] of every element of `x` into `out`, step by step across the elements (the same
-/// operations per element).
-#[inline(always)]
-fn exp_many<const N: usize>(x: &[f64; N], out: &mut [f64; N]) {
-    const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const LN2_HI: f64 = 6.931_471_803_691_238_164_9e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
-    const SHIFTER: f64 = 6_755_399_441_055_744.0; // 1.5·2⁵²
-    let mut kf = [0.0f64; N];
-    let mut r = [0.0f64; N];
-    for j in 0..N {
-        let xc = x[j].clamp(-700.0, 700.0);
-        kf[j] = xc * LOG2E + SHIFTER;
-        let k = kf[j] - SHIFTER;
-        r[j] = (xc - k * LN2_HI) - k * LN2_LO;
-    }
-    let mut p = [C[0]; N];
-    for &c in &C[1..] {
-        for j in 0..N {
-            p[j] = p[j] * r[j] + c;
-        }
-    }
-    for j in 0..N {
-        let pj = (p[j] * r[j] + 1.0) * r[j] + 1.0;
-        let ki = (kf[j].to_bits() as i64).wrapping_sub(SHIFTER.to_bits() as i64);
-        let scale = f64::from_bits(((ki + 1023) << 52) as u64);
-        let v = pj * scale;
-        let xj = x[j];
-        out[j] = if xj.is_nan() {
-            xj
-        } else if xj < -700.0 {
-            0.0
-        } else if xj > 700.0 {
-            f64::INFINITY
-        } else {
-            v
-        };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,21 +113,6 @@ mod tests {
         let k: Vec<f64> = (0..100).map(|i| 0.5 + 0.1 * i as f64).collect();
         let mut out = vec![0.0; 100];
         exp_scaled_into(-0.7, &k, &mut out);
-        // the in-place 16-wide form gives the same bits as the scalar one
-        let mut xs: Vec<f64> = (0..1000).map(|i| -720.0 + 1.4403 * i as f64).collect();
-        xs.extend([
-            f64::NAN,
-            0.0,
-            -0.0,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            1e-300,
-        ]);
-        let mut got = vec![0.0; xs.len()];
-        exp_into(&xs, &mut got);
-        for (g, x) in got.iter().zip(&xs) {
-            assert_eq!(g.to_bits(), exp(*x).to_bits(), "{x}");
-        }
         for (o, kk) in out.iter().zip(&k) {
             assert!(ulps(*o, (-0.7 * kk).exp()) <= 2);
         }

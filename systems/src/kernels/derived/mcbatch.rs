@@ -11,9 +11,15 @@
 //! sums advance four at a time. The dust-emission SED itself is only evaluated where the
 //! absmag filters read it, and the line-free SED only on the requested windows.
 //!
-//! Identities used (exact in IEEE arithmetic): the template sum "from 0, skipping zero
-//! coefficients" equals "from +0.0, adding −0.0 for a zero coefficient" (x + (−0.0) = x for
-//! every x), so a lane whose coefficient is zero adds −0.0.
+//! Identities used (exact in IEEE round-to-nearest arithmetic): a sum that starts at +0.0
+//! can never become −0.0, and adding ±0 to it leaves it unchanged, so the template sum
+//! "from 0, skipping zero coefficients" of the one-realisation kernels equals the lane sum
+//! that adds c·F = ±0 for a zero coefficient when every template value is finite (checked
+//! once per target, [`McBatch::new`]; otherwise a zero coefficient's term is masked to
+//! −0.0); templates whose coefficient is zero in every lane are skipped altogether.
+//!
+//! The batch changes only the evaluation order across realisations, never the operations of
+//! one realisation: the `*_IVAR` outputs are bit-identical to the one-by-one loop.
 
 use std::ops::Range;
 
@@ -62,7 +68,7 @@ fn shape_err(inp: &SedInputs<'_>, ncoef: usize) -> KernelError {
 
 impl McBatch {
     /// Buffers for the SEDs of one target whose templates (with and without lines) are
-    /// `fluxes`: notes whether they are all finite (see [`McBatch::finite`]).
+    /// `fluxes`: notes whether they are all finite (module docs).
     pub fn new(fluxes: &[&[f64]]) -> Self {
         McBatch {
             finite: fluxes.iter().all(|f| crate::kernels::simd::all_finite(f)),
