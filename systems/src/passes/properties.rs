@@ -1,6 +1,11 @@
 //! `derive_properties`: K-corrections, absolute magnitudes, luminosities, continuum fluxes,
 //! SPS properties and the model Dn(4000), with Monte Carlo variances (SPEC §4.9, §4.10,
 //! §4.11, §4.12, §6.7). Runs in [`FitSystems::Finalize`].
+//!
+//! The Monte Carlo realisations are evaluated four at a time, one SIMD lane each
+//! ([`crate::kernels::derived::mcbatch`], [`crate::kernels::derived::cflux::continuum_fluxes_lanes`],
+//! [`crate::kernels::derived::dn4000::Dn4000Rest`]): every realisation gets exactly the
+//! operations of the one-by-one kernels, so the `*_IVAR` columns are bit-identical.
 
 use std::sync::OnceLock;
 
