@@ -1,6 +1,11 @@
 //! `derive_properties`: K-corrections, absolute magnitudes, luminosities, continuum fluxes,
 //! SPS properties and the model Dn(4000), with Monte Carlo variances (SPEC §4.9, §4.10,
 //! §4.11, §4.12, §6.7). Runs in [`FitSystems::Finalize`].
+//!
+//! The Monte Carlo realisations are evaluated four at a time, one SIMD lane each
+//! ([`crate::kernels::derived::mcbatch`], [`crate::kernels::derived::cflux::continuum_fluxes_lanes`],
+//! [`crate::kernels::derived::dn4000::Dn4000Rest`]): every realisation gets exactly the
+//! operations of the one-by-one kernels, so the `*_IVAR` columns are bit-identical.
 
 use std::sync::OnceLock;
 
@@ -11,11 +16,14 @@ use fsf_components::{
 };
 
 use crate::kernels::cosmology::Cosmology;
-use crate::kernels::derived::cflux::{continuum_fluxes_with, read_windows, ContinuumScratch};
-use crate::kernels::derived::dn4000::{dn4000, dn4000_rest_window, Dn4000Scratch};
+use crate::kernels::derived::cflux::{
+    continuum_fluxes_lanes, continuum_fluxes_with, read_windows, ContinuumScratch, LaneScratch,
+};
+use crate::kernels::derived::dn4000::{dn4000, dn4000_rest_window, Dn4000Rest, Dn4000Scratch};
 use crate::kernels::derived::kcorr::{kcorr_and_absmag, synth_absmag, KcorrPre};
+use crate::kernels::derived::mcbatch::{Lanes, McBatch, LANES};
 use crate::kernels::derived::mcvar::{nan_ivar_capped, nan_var, plain_ivar, var2ivar, F32MAX};
-use crate::kernels::derived::sed::{build_sed, build_sed_nodust_ranges, build_sed_pair, SedInputs};
+use crate::kernels::derived::sed::{build_sed, SedInputs};
 use crate::kernels::derived::sps::{sps_properties, TemplateInfo, MASSNORM};
 use crate::kernels::dust::zfactors;
 use crate::kernels::filters::{load_filter, FilterCurve};
@@ -255,41 +263,23 @@ pub fn compute_properties(
     let mut cfl_mc = vec![Vec::with_capacity(nmc); 5];
     let mut sps_mc = vec![Vec::with_capacity(nmc); 4];
     let mut dn_mc = Vec::with_capacity(nmc);
-    let (mut s1, mut s2, mut sa) = (Vec::new(), Vec::new(), Vec::new());
+    let mut sa = Vec::new();
     // DN4000 reads only a window of the grid: skip the rest per realisation.
     let dnw = dn4000_rest_window(&tpl.wave_ang);
     let mut s2_windows = read_windows(&tpl.wave_ang);
     s2_windows.push(dnw.clone());
-    // Per realisation, in order: the line-free SED on the windows, Dn4000, synthetic absmags,
-    // continuum fluxes, SPS properties. `atten` = None for an all-zero realisation.
-    let mut post =
-        |c: &[f64], c_sed: &[f64], s1: &[f64], atten: Option<&[f64]>| -> Result<(), String> {
-            match atten {
-                None => {
-                    s2.clear();
-                    s2.resize(nw, 0.0);
-                    dn_mc.push(0.0);
-                }
-                Some(atten) => {
-                    // same τ_V: reuse the attenuation curve; the line-free SED is read only on
-                    // the continuum-flux windows and the Dn4000 window
-                    build_sed_nodust_ranges(&no_lines, c_sed, atten, &s2_windows, &mut s2)
-                        .map_err(|e| e.to_string())?;
-                    let r = dnw.clone();
-                    dn_mc.push(dn4000(&tpl.wave_ang[r.clone()], &s2[r], None, None, &mut dns).0);
-                }
-            }
-            synth_absmag(&pre, z, dmod, s1, &mut sa).map_err(|e| e.to_string())?;
-            for (j, v) in sa.iter().enumerate() {
-                sa_mc[j].push(*v);
-            }
-            let (l, f) = continuum_fluxes_with(&tpl.wave_ang, &s2, z, dlum, &mut cs);
-            l.iter().enumerate().for_each(|(j, v)| lums_mc[j].push(*v));
-            f.iter().enumerate().for_each(|(j, v)| cfl_mc[j].push(*v));
-            let q = sps_properties(c, keep, &info);
-            q.iter().enumerate().for_each(|(j, v)| sps_mc[j].push(*v));
-            Ok(())
-        };
+    // Per realisation, in order: Dn4000, synthetic absmags, continuum fluxes (from the
+    // line-free SED on the windows), SPS properties.
+    let mut push = |c: &[f64], sa: &[f64], (l, f): ([f64; 6], [f64; 5]), dn: f64| {
+        dn_mc.push(dn);
+        for (j, v) in sa.iter().enumerate() {
+            sa_mc[j].push(*v);
+        }
+        l.iter().enumerate().for_each(|(j, v)| lums_mc[j].push(*v));
+        f.iter().enumerate().for_each(|(j, v)| cfl_mc[j].push(*v));
+        let q = sps_properties(c, keep, &info);
+        q.iter().enumerate().for_each(|(j, v)| sps_mc[j].push(*v));
+    };
     let real: Vec<(&[f64], f64)> = cf
         .mc_coeff
         .iter()
@@ -298,39 +288,62 @@ pub fn compute_properties(
         .map(|(c, &tv)| (c.as_slice(), tv))
         .collect();
     let nonzero = |c: &[f64]| c.iter().any(|&x| x != 0.0);
-    let (mut s1b, mut atten_b) = (Vec::new(), Vec::new());
+    let mut batch = McBatch::new(&[with_lines.flux, no_lines.flux]);
+    let mut s2l: [Vec<f64>; LANES] = Default::default();
+    let mut sa4 = Vec::new();
+    let mut zeros = Vec::new();
+    let mut cls = LaneScratch::default();
+    let mut dnr = Dn4000Rest::new(&tpl.wave_ang[dnw.clone()]);
     let mut i = 0;
     while i < real.len() {
-        let (c, tv) = real[i];
+        let (c, _) = real[i];
         if !nonzero(c) {
-            s1.clear();
-            s1.resize(nw, 0.0);
-            post(c, &mc_coeff_of(c), &s1, None)?;
+            // an all-zero realisation: zero SEDs
+            zeros.clear();
+            zeros.resize(nw, 0.0);
+            synth_absmag(&pre, z, dmod, &zeros, &mut sa).map_err(|e| e.to_string())?;
+            let lf = continuum_fluxes_with(&tpl.wave_ang, &zeros, z, dlum, &mut cs);
+            push(c, &sa, lf, 0.0);
             i += 1;
-        } else if i + 1 < real.len() && nonzero(real[i + 1].0) {
-            // two realisations: their SEDs with the L_abs integrals interleaved
-            let (cb, tvb) = real[i + 1];
-            let (ca_sed, cb_sed) = (mc_coeff_of(c), mc_coeff_of(cb));
-            build_sed_pair(
-                &with_lines,
-                (&ca_sed, tv),
-                (&cb_sed, tvb),
-                &mut atten,
-                &mut atten_b,
-                &mut s1,
-                &mut s1b,
-            )
-            .map_err(|e| e.to_string())?;
-            post(c, &ca_sed, &s1, Some(&atten))?;
-            post(cb, &cb_sed, &s1b, Some(&atten_b))?;
-            i += 2;
-        } else {
-            let c_sed = mc_coeff_of(c);
-            build_sed(&with_lines, &c_sed, tv, true, &mut atten, &mut s1)
-                .map_err(|e| e.to_string())?;
-            post(c, &c_sed, &s1, Some(&atten))?;
-            i += 1;
+            continue;
         }
+        // up to LANES consecutive non-zero realisations together (short batches repeat
+        // their last realisation in the spare lanes)
+        let mut j = i + 1;
+        while j < real.len() && j - i < LANES && nonzero(real[j].0) {
+            j += 1;
+        }
+        let cnt = j - i;
+        let sed_c: Vec<Vec<f64>> = real[i..j].iter().map(|(c, _)| mc_coeff_of(c)).collect();
+        let lane = |r: usize| r.min(cnt - 1);
+        let c4: [&[f64]; LANES] = std::array::from_fn(|r| sed_c[lane(r)].as_slice());
+        let tv4: Lanes = std::array::from_fn(|r| real[i + lane(r)].1);
+        batch
+            .build_with_lines(&with_lines, &c4, tv4)
+            .map_err(|e| e.to_string())?;
+        batch
+            .synth_absmag(&with_lines, &pre, z, dmod, &mut sa4)
+            .map_err(|e| e.to_string())?;
+        // same τ_V: the line-free SED from the same attenuation, read only on the
+        // continuum-flux windows and the Dn4000 window
+        batch
+            .nodust_ranges(&no_lines, &c4, &s2_windows, &mut s2l)
+            .map_err(|e| e.to_string())?;
+        let lf4 = continuum_fluxes_lanes(
+            &tpl.wave_ang,
+            std::array::from_fn(|r| s2l[r].as_slice()),
+            z,
+            dlum,
+            &mut cls,
+        );
+        for (r, &lf) in lf4.iter().enumerate().take(cnt) {
+            let s2 = &s2l[r];
+            let dn = dnr.eval(&s2[dnw.clone()]);
+            sa.clear();
+            sa.extend(sa4.iter().map(|v| v[r]));
+            push(real[i + r].0, &sa, lf, dn);
+        }
+        i = j;
     }
     let mc_ran = nmc > 0;
 

@@ -319,6 +319,13 @@ pub fn continuum_fluxes_with(
         spans.push((a, xs.len()));
     }
     line_intercepts(xs, ys, spans, icpt);
+    finish(icpt, dfactor, &mut lums, &mut cfl);
+    (lums, cfl)
+}
+
+/// LOGL*/LOGLNU* and F*_CONT from the window intercepts (in the order of [`LUMS`] then
+/// [`CFLUXES`]).
+fn finish(icpt: &[f64], dfactor: f64, lums: &mut [f64; 6], cfl: &mut [f64; 5]) {
     for (k, (name, cwave)) in LUMS.iter().enumerate() {
         let mut c = icpt[k] * dfactor;
         if name.starts_with("LOGL_") {
@@ -333,5 +340,210 @@ pub fn continuum_fluxes_with(
     for (k, c) in cfl.iter_mut().enumerate() {
         *c = icpt[LUMS.len() + k];
     }
-    (lums, cfl)
+}
+
+/// Realisations of [`continuum_fluxes_lanes`].
+pub const CF_LANES: usize = 4;
+
+/// Reusable buffers of [`continuum_fluxes_lanes`].
+#[derive(Debug, Clone, Default)]
+pub struct LaneScratch {
+    /// Per lane, the kept flags of the current window's two segments.
+    keep: [[Vec<bool>; 2]; CF_LANES],
+    /// Per window, its segments (one, or two when the core is ignored).
+    segs: Vec<[(usize, usize); 2]>,
+    /// The grid and its length `segs` was computed for.
+    key: (usize, usize),
+}
+
+/// [`continuum_fluxes_with`] of [`CF_LANES`] line-free SEDs `conts[r]` on the same grid:
+/// the same values per SED. The sequential sums that do not depend on the clipping (the
+/// first mean and variance of each segment) and the straight-line sums (kept points only: a
+/// rejected point adds −0.0, which changes no sum) run across the SEDs side by side; the
+/// data-dependent rejection passes run per SED as [`sigmaclip`] does them.
+pub fn continuum_fluxes_lanes(
+    rest_wave: &[f64],
+    conts: [&[f64]; CF_LANES],
+    z: f64,
+    dlum_mpc: f64,
+    s: &mut LaneScratch,
+) -> [([f64; 6], [f64; 5]); CF_LANES] {
+    crate::kernels::simd::dispatch(
+        #[inline(always)]
+        || lanes_impl(rest_wave, conts, z, dlum_mpc, s),
+    )
+}
+
+/// The body of [`continuum_fluxes_lanes`] (compiled under the SIMD dispatch).
+#[inline(always)]
+fn lanes_impl(
+    rest_wave: &[f64],
+    conts: [&[f64]; CF_LANES],
+    z: f64,
+    dlum_mpc: f64,
+    s: &mut LaneScratch,
+) -> [([f64; 6], [f64; 5]); CF_LANES] {
+    let mut out = [([0.0; 6], [0.0; 5]); CF_LANES];
+    if z <= 0.0 {
+        return out;
+    }
+    let d = MPC_CM * dlum_mpc;
+    let dfactor = (1.0 + z) * 4.0 * std::f64::consts::PI * d * d / FLUXNORM;
+    let n = conts
+        .iter()
+        .map(|c| c.len())
+        .fold(rest_wave.len(), usize::min);
+    let wave = &rest_wave[..n];
+    let key = (wave.as_ptr() as usize, n);
+    if s.key != key || s.segs.is_empty() {
+        s.segs.clear();
+        let windows = LUMS
+            .iter()
+            .map(|(_, c)| (*c, false))
+            .chain(CFLUXES.iter().map(|(_, c, ic)| (*c, *ic)));
+        for (cwave, ignore_core) in windows {
+            let lo = ss_right(wave, cwave - WIDTH1);
+            let hi = ss_left(wave, cwave + WIDTH1);
+            let lo2 = ss_right(wave, cwave - WIDTH2);
+            let hi2 = ss_left(wave, cwave + WIDTH2);
+            s.segs.push(if ignore_core {
+                [(lo2, lo), (hi, hi2)]
+            } else {
+                [(lo2, hi2), (0, 0)]
+            });
+        }
+        s.key = key;
+    }
+    let cwaves: [f64; 11] = std::array::from_fn(|k| {
+        if k < LUMS.len() {
+            LUMS[k].1
+        } else {
+            CFLUXES[k - LUMS.len()].1
+        }
+    });
+    let mut icpt = [[f64::NAN; 11]; CF_LANES];
+    let LaneScratch { keep, segs, .. } = s;
+    for (w, (seg2, &cwave)) in segs.iter().zip(&cwaves).enumerate() {
+        let (mut sx, mut sy) = ([-0.0f64; CF_LANES], [-0.0f64; CF_LANES]);
+        let mut cnt = [0usize; CF_LANES];
+        // first pass: clip each segment, then sum its kept points
+        for (si, &(lo, hi)) in seg2.iter().enumerate() {
+            if hi <= lo {
+                continue;
+            }
+            clip_lanes(conts, lo, hi, si, keep);
+            for (k, i) in (lo..hi).enumerate() {
+                let x = wave[i] - cwave;
+                for r in 0..CF_LANES {
+                    let kp = keep[r][si][k];
+                    sx[r] += if kp { x } else { -0.0 };
+                    sy[r] += if kp { conts[r][i] } else { -0.0 };
+                    cnt[r] += kp as usize;
+                }
+            }
+        }
+        let mx: [f64; CF_LANES] = std::array::from_fn(|r| sx[r] / cnt[r] as f64);
+        let my: [f64; CF_LANES] = std::array::from_fn(|r| sy[r] / cnt[r] as f64);
+        let (mut sxx, mut sxy) = ([0.0f64; CF_LANES], [0.0f64; CF_LANES]);
+        for (si, &(lo, hi)) in seg2.iter().enumerate() {
+            if hi <= lo {
+                continue;
+            }
+            for (k, i) in (lo..hi).enumerate() {
+                let x = wave[i] - cwave;
+                for r in 0..CF_LANES {
+                    let kp = keep[r][si][k];
+                    let dx = x - mx[r];
+                    let (a, b) = (dx * dx, dx * (conts[r][i] - my[r]));
+                    sxx[r] += if kp { a } else { -0.0 };
+                    sxy[r] += if kp { b } else { -0.0 };
+                }
+            }
+        }
+        for r in 0..CF_LANES {
+            icpt[r][w] = if cnt[r] < 2 || sxx[r] == 0.0 {
+                f64::NAN
+            } else {
+                my[r] - (sxy[r] / sxx[r]) * mx[r]
+            };
+        }
+    }
+    for (o, ic) in out.iter_mut().zip(&icpt) {
+        finish(ic, dfactor, &mut o.0, &mut o.1);
+    }
+    out
+}
+
+/// The 2σ clip of `conts[r][lo..hi]` of every lane into `keep[r][si]`: [`sigmaclip`] with
+/// `low = high = 2`, its first (unclipped) sums taken for the lanes side by side.
+#[inline(always)]
+fn clip_lanes(
+    conts: [&[f64]; CF_LANES],
+    lo: usize,
+    hi: usize,
+    si: usize,
+    keep: &mut [[Vec<bool>; 2]; CF_LANES],
+) {
+    let segs: [&[f64]; CF_LANES] = std::array::from_fn(|r| &conts[r][lo..hi]);
+    let len = hi - lo;
+    let (mut s, mut s2) = ([0.0f64; CF_LANES], [0.0f64; CF_LANES]);
+    for i in 0..len {
+        for r in 0..CF_LANES {
+            let v = segs[r][i];
+            s[r] += v;
+            s2[r] += v * v;
+        }
+    }
+    for r in 0..CF_LANES {
+        let k = &mut keep[r][si];
+        k.clear();
+        k.resize(len, true);
+        clip_from_sums(segs[r], 2.0, 2.0, k, s[r], s2[r]);
+    }
+}
+
+/// The rejection passes of [`sigmaclip`] (same operations in the same order) from the sums
+/// `s`, `s2` of all values of `c`; `keep` starts all true.
+#[inline(always)]
+fn clip_from_sums(c: &[f64], low: f64, high: f64, keep: &mut [bool], mut s: f64, mut s2: f64) {
+    let mut n = c.len();
+    loop {
+        let nf = n as f64;
+        let mean = s / nf;
+        let std = (s2 / nf - mean * mean).max(0.0).sqrt();
+        let clo = mean - std * low;
+        let chi = mean + std * high;
+        if std == 0.0 {
+            break;
+        }
+        // rejections in index order; blocks of 8 are first tested branch-free and skipped
+        // when nothing in them is rejected
+        let mut rejected = false;
+        let mut pass = |kb: &mut [bool], cb: &[f64]| {
+            let any = kb
+                .iter()
+                .zip(cb)
+                .fold(false, |a, (&k, &v)| a | (k & ((v < clo) | (v > chi))));
+            if any {
+                rejected = true;
+                for (k, &v) in kb.iter_mut().zip(cb) {
+                    if *k && (v < clo || v > chi) {
+                        *k = false;
+                        n -= 1;
+                        s -= v;
+                        s2 -= v * v;
+                    }
+                }
+            }
+        };
+        let mut kc = keep.chunks_exact_mut(8);
+        let mut cc = c.chunks_exact(8);
+        for (kb, cb) in (&mut kc).zip(&mut cc) {
+            pass(kb, cb);
+        }
+        pass(kc.into_remainder(), cc.remainder());
+        if !rejected {
+            break;
+        }
+    }
 }

@@ -192,3 +192,155 @@ pub fn dn4000(
     };
     (dn, dn_ivar)
 }
+
+/// One band of [`Dn4000Rest`]: the flux-independent parts of `band`.
+#[derive(Debug, Clone, Default)]
+struct BandGeom {
+    /// Pixels inside (w1 − WPAD, w2 + WPAD) (ascending λ, all of unit weight).
+    sel: Vec<usize>,
+    /// Pixels strictly inside (w1, w2), in input order.
+    int: Vec<usize>,
+    /// [w1, interior λ, w2].
+    xs: Vec<f64>,
+    /// Interpolated weights at w1 and w2 (of the unit ivar).
+    i1: f64,
+    i2: f64,
+    /// 1 / Simpson integral of the weights.
+    var: f64,
+    w1: f64,
+    w2: f64,
+}
+
+/// [`dn4000`] of many rest-frame model spectra on one grid without ivar
+/// (`dn4000(wave, flam, None, None, ..).0`), with everything that does not depend on the flux
+/// (the band pixels, the unit-weight integrals) computed once: the same operations on the
+/// flux, so bit-identical values.
+#[derive(Debug, Clone)]
+pub struct Dn4000Rest {
+    /// `None`: the grid gives 0; `Some(bands)` (numerator 4000–4100, denominator 3850–3950;
+    /// a band of `None` is not measurable, giving 0).
+    bands: Option<[Option<BandGeom>; 2]>,
+    /// Whether the grid is ascending (else [`Dn4000Rest::eval`] calls [`dn4000`]).
+    sorted: bool,
+    wave: Vec<f64>,
+    conv: Vec<f64>,
+    fnu: Vec<f64>,
+    fs: Vec<f64>,
+    y: Vec<f64>,
+    simp: Vec<f64>,
+    scratch: Dn4000Scratch,
+}
+
+impl Dn4000Rest {
+    /// Set up for spectra on the rest-frame grid `wave`.
+    pub fn new(wave: &[f64]) -> Self {
+        let sorted = wave.windows(2).all(|p| p[0] <= p[1]);
+        let mut me = Dn4000Rest {
+            bands: None,
+            sorted,
+            wave: wave.to_vec(),
+            conv: wave
+                .iter()
+                .map(|w| 1.0 * w * w / (C_LIGHT_KMS * 1e5))
+                .collect(),
+            fnu: Vec::new(),
+            fs: Vec::new(),
+            y: Vec::new(),
+            simp: Vec::new(),
+            scratch: Dn4000Scratch::default(),
+        };
+        if wave.is_empty() || !sorted {
+            return me;
+        }
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for &w in wave {
+            lo = lo.min(w);
+            hi = hi.max(w);
+        }
+        if lo > 3850.0 - WPAD || hi < 4100.0 + WPAD {
+            return me;
+        }
+        let geom = |w1: f64, w2: f64, simp: &mut Vec<f64>| -> Option<BandGeom> {
+            let sel: Vec<usize> = (0..wave.len())
+                .filter(|&i| wave[i] > w1 - WPAD && wave[i] < w2 + WPAD)
+                .collect();
+            if sel.is_empty() {
+                return None;
+            }
+            let xsel: Vec<f64> = sel.iter().map(|&i| wave[i]).collect();
+            let ones = vec![1.0; sel.len()];
+            let i1 = interp_clamped(w1, &xsel, &ones);
+            let i2 = interp_clamped(w2, &xsel, &ones);
+            let int: Vec<usize> = sel
+                .iter()
+                .copied()
+                .filter(|&i| wave[i] > w1 && wave[i] < w2)
+                .collect();
+            let mut xs = vec![w1];
+            xs.extend(int.iter().map(|&i| wave[i]));
+            xs.push(w2);
+            let mut is = vec![i1];
+            is.extend(int.iter().map(|_| 1.0));
+            is.push(i2);
+            let sv = simpson(&is, &xs, simp).ok()?;
+            Some(BandGeom {
+                sel,
+                int,
+                xs,
+                i1,
+                i2,
+                var: 1.0 / sv,
+                w1,
+                w2,
+            })
+        };
+        let mut simp = Vec::new();
+        me.bands = Some([
+            geom(4000.0, 4100.0, &mut simp),
+            geom(3850.0, 3950.0, &mut simp),
+        ]);
+        me
+    }
+
+    /// Dn(4000) of `flam` on the grid of [`Dn4000Rest::new`] (0 when not measurable).
+    pub fn eval(&mut self, flam: &[f64]) -> f64 {
+        let n = self.wave.len();
+        if !self.sorted || flam.len() != n {
+            return dn4000(&self.wave, flam, None, None, &mut self.scratch).0;
+        }
+        let Some(bands) = &self.bands else {
+            return 0.0;
+        };
+        self.fnu.clear();
+        self.fnu
+            .extend(flam.iter().zip(&self.conv).map(|(f, c)| f * c));
+        let mut val = [0.0f64; 2];
+        for (v, b) in val.iter_mut().zip(bands) {
+            let Some(b) = b else {
+                continue;
+            };
+            // the band's interpolated end values, then Σ-Simpson of the flux
+            self.fs.clear();
+            self.fs.extend(b.sel.iter().map(|&i| self.fnu[i]));
+            let xsel = b.sel.iter().map(|&i| self.wave[i]);
+            self.y.clear();
+            self.y.extend(xsel);
+            let f1 = interp_clamped(b.w1, &self.y, &self.fs);
+            let f2 = interp_clamped(b.w2, &self.y, &self.fs);
+            self.y.clear();
+            self.y.push(f1 * b.i1);
+            self.y.extend(b.int.iter().map(|&i| self.fnu[i] * 1.0));
+            self.y.push(f2 * b.i2);
+            let Ok(sf) = simpson(&self.y, &b.xs, &mut self.simp) else {
+                continue;
+            };
+            *v = sf * b.var;
+        }
+        let [numer, denom] = val;
+        if denom == 0.0 || numer == 0.0 || !numer.is_finite() || !denom.is_finite() {
+            return 0.0;
+        }
+        let width_ratio = (3950.0 - 3850.0) / (4100.0 - 4000.0);
+        width_ratio * numer / denom
+    }
+}

@@ -15,6 +15,7 @@
 pub mod cflux;
 pub mod dn4000;
 pub mod kcorr;
+pub mod mcbatch;
 pub mod mcvar;
 pub mod sed;
 pub mod sps;

@@ -324,3 +324,132 @@ fn continuum_fluxes_together_equal_one_by_one() {
         }
     }
 }
+
+/// The four-lane Monte Carlo kernels give exactly the one-realisation values: SEDs with dust
+/// emission → synthetic absmags, line-free SEDs on windows, continuum fluxes and Dn4000, on
+/// the real template grid with coefficient sets that have zeros (also a template
+/// zero in every lane) and different τ_V per lane.
+#[test]
+fn mc_batch_lanes_equal_one_by_one() {
+    use super::cflux::{continuum_fluxes_lanes, read_windows, LaneScratch};
+    use super::dn4000::{dn4000_rest_window, Dn4000Rest};
+    use super::mcbatch::{McBatch, LANES};
+    use super::sed::{build_sed, build_sed_nodust_ranges, SedInputs};
+    let wave = v(&fx()["template_wave"]);
+    let nt = 5;
+    // smooth positive "templates" with different shapes, a dust-emission curve, zfactors
+    let flux: Vec<f64> = (0..nt)
+        .flat_map(|t| {
+            wave.iter()
+                .map(move |w| {
+                    (1.0 + 0.3 * (w / (50.0 + 40.0 * t as f64)).sin()) / (1.0 + w / 8000.0)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let flux_nl: Vec<f64> = flux.iter().map(|f| 0.9 * f).collect();
+    let klambda: Vec<f64> = wave.iter().map(|w| (w / 5500.0).powf(-0.7)).collect();
+    let dustflux: Vec<f64> = wave
+        .iter()
+        .map(|w| (-(w / 3e5 - 1.0).powi(2)).exp() * 1e-6)
+        .collect();
+    let zf: Vec<f64> = wave
+        .iter()
+        .map(|w| 0.8 + 0.2 * (w / 3000.0).cos())
+        .collect();
+    let z = 0.3;
+    let with = SedInputs {
+        wave: &wave,
+        flux: &flux,
+        klambda: &klambda,
+        dustflux: &dustflux,
+        zfactors: &zf,
+    };
+    let nol = SedInputs {
+        flux: &flux_nl,
+        ..with
+    };
+    let coeffs: [Vec<f64>; LANES] = [
+        vec![0.3, 0.0, 1.2, 0.0, 0.5],
+        vec![0.0, 0.0, 2.0, 0.0, 0.1],
+        vec![1e-3, 0.0, 0.0, 0.0, 7.0],
+        vec![0.4, 0.0, 0.4, 0.0, 0.4],
+    ];
+    let tauv = [0.27, 1e-5, 1.3, 0.0];
+    let c4: [&[f64]; LANES] = std::array::from_fn(|r| coeffs[r].as_slice());
+    let zwave: Vec<f64> = wave.iter().map(|w| w * (1.0 + z)).collect();
+    let outf = out_filters();
+    let pre = KcorrPre::new(&outf, &outf, &zwave, z).expect("pre");
+    let mut windows = read_windows(&wave);
+    let dnw = dn4000_rest_window(&wave);
+    windows.push(dnw.clone());
+    let mut b = McBatch::new(&[&flux, &flux_nl]);
+    b.build_with_lines(&with, &c4, tauv).expect("batch");
+    let mut sa4 = Vec::new();
+    b.synth_absmag(&with, &pre, z, 40.0, &mut sa4)
+        .expect("synth");
+    let mut s2l: [Vec<f64>; LANES] = Default::default();
+    b.nodust_ranges(&nol, &c4, &windows, &mut s2l)
+        .expect("nodust");
+    let lf4 = continuum_fluxes_lanes(
+        &wave,
+        std::array::from_fn(|r| s2l[r].as_slice()),
+        z,
+        1500.0,
+        &mut LaneScratch::default(),
+    );
+    let mut dnr = Dn4000Rest::new(&wave[dnw.clone()]);
+    let (mut atten, mut s1, mut s2, mut sa) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut cs = ContinuumScratch::default();
+    let mut dns = Dn4000Scratch::default();
+    for r in 0..LANES {
+        build_sed(&with, &coeffs[r], tauv[r], true, &mut atten, &mut s1).expect("sed");
+        synth_absmag(&pre, z, 40.0, &s1, &mut sa).expect("sa");
+        let got: Vec<u64> = sa4.iter().map(|v| v[r].to_bits()).collect();
+        assert_eq!(
+            got,
+            sa.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "lane {r}"
+        );
+        build_sed_nodust_ranges(&nol, &coeffs[r], &atten, &windows, &mut s2).expect("nd");
+        assert_eq!(
+            s2.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            s2l[r].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "lane {r} line-free SED"
+        );
+        let (l, f) = continuum_fluxes_with(&wave, &s2, z, 1500.0, &mut cs);
+        assert_eq!(
+            l.map(f64::to_bits),
+            lf4[r].0.map(f64::to_bits),
+            "lane {r} lums"
+        );
+        assert_eq!(
+            f.map(f64::to_bits),
+            lf4[r].1.map(f64::to_bits),
+            "lane {r} cfluxes"
+        );
+        let dn = dn4000(&wave[dnw.clone()], &s2[dnw.clone()], None, None, &mut dns).0;
+        assert!(dn > 0.5, "{dn}");
+        assert_eq!(
+            dn.to_bits(),
+            dnr.eval(&s2[dnw.clone()]).to_bits(),
+            "lane {r} Dn4000"
+        );
+    }
+}
+
+/// `Dn4000Rest` equals `dn4000` without ivar on assorted grids (incl. no coverage).
+#[test]
+fn dn4000_rest_equals_dn4000() {
+    use super::dn4000::Dn4000Rest;
+    let mut s = Dn4000Scratch::default();
+    for (start, step) in [(3000.0, 0.7), (3848.0, 1.0), (3700.0, 3.3), (3900.0, 1.0)] {
+        let w: Vec<f64> = (0..1500).map(|i| start + step * i as f64).collect();
+        let mut d = Dn4000Rest::new(&w);
+        for a in [0.0, 0.3, -0.9] {
+            let f: Vec<f64> = w.iter().map(|x| 1.0 + (x / 97.0).sin() * a).collect();
+            let want = dn4000(&w, &f, None, None, &mut s).0;
+            assert_eq!(want.to_bits(), d.eval(&f).to_bits(), "{start} {step} {a}");
+        }
+    }
+}
