@@ -685,19 +685,23 @@ pub(super) fn solve(nt: usize, ws: &mut JointWorkspace) -> f64 {
     ws.c.resize(nt, 0.0);
     let a = MatRef::from_column_major_slice(&ws.psi[..m * nt], m, nt);
     match nnls(a, &ws.b, &mut ws.c, &NnlsOptions::default(), &mut ws.nnls) {
-        Ok(_) => {
-            let mut chi2 = 0.0;
-            for r in 0..m {
-                let mut v = -ws.b[r];
-                for t in 0..nt {
-                    v += ws.psi[t * m + r] * ws.c[t];
-                }
-                chi2 += v * v;
-            }
-            chi2
-        }
+        Ok(_) => residual_chi2(nt, ws),
         Err(_) => f64::INFINITY,
     }
+}
+
+/// ‖Ψ·c − b‖² for the coefficients in `ws.c`.
+fn residual_chi2(nt: usize, ws: &JointWorkspace) -> f64 {
+    let m = ws.b.len();
+    let mut chi2 = 0.0;
+    for r in 0..m {
+        let mut v = -ws.b[r];
+        for t in 0..nt {
+            v += ws.psi[t * m + r] * ws.c[t];
+        }
+        chi2 += v * v;
+    }
+    chi2
 }
 
 /// [`solve`] on the normal equations: Lawson–Hanson on ΨᵀΨ and Ψᵀb (one pass over the
@@ -721,15 +725,7 @@ fn solve_gram(nt: usize, ws: &mut JointWorkspace) -> f64 {
     if !super::jointcheb::nnls_gram(&g, &h, nt, &mut ws.c) {
         return solve(nt, ws);
     }
-    let mut chi2 = 0.0;
-    for r in 0..m {
-        let mut v = -ws.b[r];
-        for t in 0..nt {
-            v += ws.psi[t * m + r] * ws.c[t];
-        }
-        chi2 += v * v;
-    }
-    chi2
+    residual_chi2(nt, ws)
 }
 
 /// The χ² of the σ★ scan (SPEC §4.5): [`varpro_joint`]'s Brent over τ_V on a spectral-only

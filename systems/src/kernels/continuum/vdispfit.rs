@@ -669,12 +669,7 @@ impl<'a> VdispProblem<'a> {
     /// [`Self::prepare_at`], from the adjoint u = Lᵀ(√ivar·res); false if the state is not
     /// consistent.
     pub fn residual_gradient(&mut self, res: &[f64], grad: &mut [f64; 2]) -> bool {
-        if self.conv_sigma.is_none()
-            || self.az_tau.is_none()
-            || !self.ycomb_valid
-            || self.dconv_sigma != self.conv_sigma
-            || self.dconv_c != self.ycomb_c
-        {
+        if !self.window_state_consistent() {
             return false;
         }
         let wlo = self.win.wlo;
@@ -689,6 +684,16 @@ impl<'a> VdispProblem<'a> {
         }
         *grad = [gt, gs];
         true
+    }
+
+    /// Whether the window state (convolutions, attenuation, Σ c_t conv_σF_t and its
+    /// σ-derivative) belongs to one (τ, σ, c).
+    fn window_state_consistent(&self) -> bool {
+        self.conv_sigma.is_some()
+            && self.az_tau.is_some()
+            && self.ycomb_valid
+            && self.dconv_sigma == self.conv_sigma
+            && self.dconv_c == self.ycomb_c
     }
 
     /// u = Lᵀ(√ivar·res) on the template window.
@@ -831,13 +836,7 @@ impl<'a> VdispProblem<'a> {
         rpp: &mut [f64; 3],
     ) -> bool {
         let r = self.kern.radius();
-        if r > DIRECT_MAX_RADIUS
-            || self.conv_sigma.is_none()
-            || self.az_tau.is_none()
-            || !self.ycomb_valid
-            || self.dconv_sigma != self.conv_sigma
-            || self.dconv_c != self.ycomb_c
-        {
+        if r > DIRECT_MAX_RADIUS || !self.window_state_consistent() {
             return false;
         }
         let (nt, wlo) = (self.nt, self.win.wlo);
